@@ -1,0 +1,81 @@
+"""The case's states, the closed-loop stage of each, the allowed choices, and the guards that check them."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from enum import StrEnum
+from typing import Protocol
+
+from domain.errors import IllegalState, InvalidInput
+
+
+class Status(StrEnum):
+    REPORTED = "reported"  # 已上报
+    ACCEPTED = "accepted"  # 已受理
+    REJECTED = "rejected"  # 不予受理
+    WHISTLED = "whistled"  # 已吹哨，待报到
+    DISPUTED = "disputed"  # 移交争议，待认定
+    IN_HANDLING = "in_handling"  # 已报到，办理中
+    HANDLED = "handled"  # 已反馈，待核查
+    CLOSED = "closed"  # 已结案
+    CANCELLED = "cancelled"  # 已撤销
+
+
+#: 收集 → 分流 → 处置 → 反馈 → 评价; rejected and cancelled cases leave the loop at 分流.
+CLOSED_LOOP_STAGE: dict[Status, str] = {
+    Status.REPORTED: "collect",
+    Status.ACCEPTED: "dispatch",
+    Status.REJECTED: "dispatch",
+    Status.CANCELLED: "dispatch",
+    Status.WHISTLED: "dispatch",
+    Status.DISPUTED: "handle",
+    Status.IN_HANDLING: "handle",
+    Status.HANDLED: "feedback",
+    Status.CLOSED: "evaluate",
+}
+
+#: Whistled and not yet closed: departments owe something, deadlines run, supervision applies.
+OPEN_STATUSES = (Status.WHISTLED, Status.DISPUTED, Status.IN_HANDLING, Status.HANDLED)
+
+SOURCES = ("hotline_12345", "grid_patrol", "community", "resident", "open311", "street_patrol")
+REPORTER_ROLES = ("resident", "grid_worker", "community", "street", "command_centre")
+REJECT_REASONS = ("duplicate", "not_public", "outside_duty_list", "other")
+REPORT_IN_MODES = ("on_site", "remote", "joint_enforcement", "consultation")
+HANDLING_RESULTS = ("resolved", "partly_resolved", "unresolvable")
+SATISFACTION = ("satisfied", "basically_satisfied", "unsatisfied")
+SUPERVISION_COLOURS = ("white", "yellow", "red")
+
+
+class HasStatus(Protocol):
+    status: str
+
+
+def require_status(case: HasStatus, *allowed: Status) -> None:
+    if case.status not in allowed:
+        raise IllegalState(
+            "illegal_transition",
+            f"案件当前状态（{case.status}）不允许此操作",
+            f"not allowed while the case is {case.status}",
+            status=case.status,
+            allowed=[s.value for s in allowed],
+        )
+
+
+def require_choice(field: str, value: object, choices: Collection[str]) -> None:
+    if value not in choices:
+        raise InvalidInput(
+            f"invalid_{field}",
+            f"{field} 取值无效：{value!r}",
+            f"{field} must be one of {', '.join(choices)}",
+            field=field,
+        )
+
+
+def require_text(field: str, value: object, shortest: int, longest: int) -> None:
+    if not isinstance(value, str) or not shortest <= len(value.strip()) <= longest:
+        raise InvalidInput(
+            f"invalid_{field}",
+            f"{field} 长度须在 {shortest}–{longest} 之间",
+            f"{field} must be text of {shortest}–{longest} characters",
+            field=field,
+        )

@@ -1,0 +1,1 @@
+"""Adapters and the composition root: settings, the event store, calendars, the CLI."""

@@ -1,0 +1,87 @@
+"""Event-store wiring: settings → the `eventsourcing` environment → a ready CaseService."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+
+from domain.clock import Clock
+from domain.service import CaseService
+from infra.calendars import china_calendar
+from infra.settings import Settings
+
+
+def event_store_env(settings: Settings) -> dict[str, str]:
+    """The `eventsourcing` configuration for these settings (SQLite WAL or PostgreSQL)."""
+    env = {
+        "PERSISTENCE_MODULE": "eventsourcing_sqlalchemy",
+        "SQLALCHEMY_URL": settings.event_store_url(),
+        "CREATE_TABLE": "y",
+        "AGGREGATE_CACHE_MAXSIZE": str(settings.aggregate_cache_size),
+        "AGGREGATE_CACHE_FASTFORWARD": "y",  # several writer processes share one store
+    }
+    if settings.database_schema:
+        env["SQLALCHEMY_SCHEMA"] = settings.database_schema
+    if settings.cipher_key:
+        env["CIPHER_TOPIC"] = "eventsourcing.cipher:AESCipher"
+        env["CIPHER_KEY"] = settings.cipher_key
+    return env
+
+
+def open_service(settings: Settings, clock: Clock | None = None) -> CaseService:
+    """A CaseService on the configured store; creates `var/` and the tables when missing."""
+    if settings.is_sqlite:
+        Path(settings.var_dir).mkdir(parents=True, exist_ok=True)
+    return CaseService(event_store_env(settings), clock=clock, calendar=china_calendar())
+
+
+def engine_of(service: CaseService) -> Engine:
+    engine = service.recorder.datastore.engine  # type: ignore[attr-defined]
+    assert isinstance(engine, Engine)
+    return engine
+
+
+def events_table(service: CaseService) -> str:
+    recorder = service.recorder
+    table: str = recorder.events_table_name  # type: ignore[attr-defined]
+    schema = getattr(recorder, "schema_name", None)
+    return f"{schema}.{table}" if schema else table
+
+
+@dataclass(frozen=True)
+class StoreStats:
+    url: str
+    events: int
+    cases: int
+    last_notification_id: int
+    by_topic: dict[str, int]
+
+
+def store_stats(service: CaseService, settings: Settings) -> StoreStats:
+    table = events_table(service)
+    with engine_of(service).connect() as conn:
+        rows = conn.execute(text(f"SELECT topic, count(*) FROM {table} GROUP BY topic")).all()
+        cases = conn.execute(
+            text(f"SELECT count(*) FROM {table} WHERE topic = 'whistleloop.case.CaseReported'")
+        ).scalar_one()
+    by_topic = {str(topic): int(n) for topic, n in sorted(rows)}
+    return StoreStats(
+        url=redact(settings.event_store_url()),
+        events=sum(by_topic.values()),
+        cases=int(cases),
+        last_notification_id=service.recorder.max_notification_id() or 0,
+        by_topic=by_topic,
+    )
+
+
+def redact(url: str) -> str:
+    """Hides a password in a database URL before it is printed or logged."""
+    if "://" not in url or "@" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    credentials, host = rest.rsplit("@", 1)
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}" if ":" in credentials else url
