@@ -184,7 +184,10 @@ class Case(Aggregate):
         )
 
     class Whistled(Event):
+        """Version 2 added `emergency_deadlines` (突发事件 steps); version-1 rows read as having none."""
+
         TOPIC = "whistleloop.case.Whistled"
+        class_version = 2
         lead_department: str
         assisting_departments: list[str]
         duty_item: str | None
@@ -194,6 +197,10 @@ class Case(Aggregate):
         handling_deadline: datetime
         emergency_deadlines: dict[str, datetime]
         justification: str | None
+
+        @staticmethod
+        def upcast_v1_v2(state: Json) -> None:
+            state["emergency_deadlines"] = {}
 
         def apply(self, case: Case) -> None:
             case.status = Status.WHISTLED
