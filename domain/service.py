@@ -9,6 +9,7 @@ Methods return plain values (ids, versions, dicts), never aggregates.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from contextlib import suppress
 from datetime import datetime
 from typing import Any, ClassVar
 from uuid import UUID
@@ -22,7 +23,7 @@ from domain.case import Case
 from domain.clock import Clock, SystemClock
 from domain.deadlines import Urgency
 from domain.duty_list import DutyList
-from domain.errors import IllegalState, InvalidInput, NotFound
+from domain.errors import DomainError, IllegalState, InvalidInput, NotFound
 from domain.reference import DutyItem, ReferenceData, load_reference
 
 Json = dict[str, Any]
@@ -272,7 +273,9 @@ class CaseService(Application[UUID]):
     def case(self, case_id: UUID, as_of: datetime | None = None) -> Json:
         """The case now, or as it stood at `as_of`, replayed from its events."""
         if as_of is None:
-            return self._get(case_id).public_state()
+            case = self._get(case_id)
+            self._catch_up(case)
+            return case.public_state()
         version = 0
         for event in self.repository.event_store.get(case_id):
             if event.timestamp > as_of:
@@ -290,13 +293,28 @@ class CaseService(Application[UUID]):
     # --- internals ----------------------------------------------------------------------------
 
     def _update(self, case_id: UUID, command: Callable[[Case, datetime], None]) -> int:
+        """Runs `command` on the case and saves it, judging it on the stored state if need be.
+
+        The aggregate cache is not fast-forwarded on every read (that read halves the command rate),
+        so a cached case may be stale when another process wrote since. That is safe: a stale case
+        cannot be saved (the store refuses a taken version: `IntegrityError`), and a command refused
+        on a stale case is tried once more on the stored state before its error is believed.
+        """
+        fresh = False
         for _attempt in range(self.max_attempts):
-            case = self._get(case_id)
-            command(case, self.clock.now())
+            case = self._get(case_id, fresh=fresh)
+            try:
+                command(case, self.clock.now())
+            except DomainError:
+                if fresh:
+                    raise
+                fresh = True
+                continue
             try:
                 self.save(case)
             except IntegrityError:
-                continue  # someone saved first: reload and check the command again
+                fresh = True  # someone saved first: reload and check the command again
+                continue
             return case.version
         raise ConcurrentModification(
             "concurrent_modification",
@@ -304,7 +322,9 @@ class CaseService(Application[UUID]):
             "the case kept changing under this command; try again",
         )
 
-    def _get(self, case_id: UUID, version: int | None = None) -> Case:
+    def _get(self, case_id: UUID, version: int | None = None, *, fresh: bool = False) -> Case:
+        if fresh:
+            self._evict(case_id)
         try:
             case = self.repository.get(case_id, version=version)
         except AggregateNotFoundError:
@@ -313,7 +333,14 @@ class CaseService(Application[UUID]):
             raise NotFound("case_not_found", "案件不存在", f"no case {case_id}")
         return case
 
+    def _evict(self, aggregate_id: UUID) -> None:
+        cache = self.repository.cache
+        if cache is not None:
+            with suppress(KeyError):
+                cache.get(aggregate_id, evict=True)
+
     def _duty_list(self) -> DutyList:
+        """The duty list brought up to date with the store (revisions may come from other processes)."""
         try:
             duty_list = self.repository.get(self.duty_list_id)
         except AggregateNotFoundError:
@@ -321,7 +348,16 @@ class CaseService(Application[UUID]):
                 "duty_list_missing", "职责清单尚未发布", "no duty list: run `whistleloop store init`"
             ) from None
         assert isinstance(duty_list, DutyList)
+        self._catch_up(duty_list)
         return duty_list
+
+    def _catch_up(self, aggregate: Case | DutyList) -> None:
+        """Applies events other processes stored since the cached copy was made (reads only)."""
+        newer = list(self.repository.event_store.get(aggregate.id, gt=aggregate.version))
+        if newer:
+            self._evict(aggregate.id)  # the next command loads the stored state
+            for event in newer:
+                event.mutate(aggregate)
 
     def _item_now(self, code: str | None, at: datetime) -> tuple[int, DutyItem | None]:
         duty_list = self._duty_list()

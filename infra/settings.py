@@ -23,9 +23,6 @@ class Settings(BaseSettings):
     aggregate_cache_size: int = 10_000
     #: Seconds SQLite waits for a lock held by another process before failing.
     sqlite_timeout: float = 30.0
-    #: Encrypts event payloads at rest (resident contact data) when set: a base64 AES key,
-    #: made with `whistleloop store keygen`.
-    cipher_key: str = ""
 
     def event_store_url(self) -> str:
         if self.database_url:

