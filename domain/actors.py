@@ -29,7 +29,9 @@ class Actor:
         try:
             parsed = Role(role)
         except ValueError:
-            raise InvalidInput("unknown_role", f"未知角色：{role}", f"unknown role: {role}") from None
+            raise InvalidInput(
+                "unknown_role", f"未知角色：{role}", f"unknown role: {role}"
+            ) from None
         if not actor_id or len(actor_id) > 64:
             raise InvalidInput("bad_actor_id", "操作者标识无效", "actor id must be 1–64 characters")
         return cls(parsed, actor_id)

@@ -23,7 +23,9 @@ def admit_whistle(
     """Raises unless the whistle is covered by `item` or is a justified emergency."""
     if lead in assisting:
         raise InvalidInput(
-            "lead_also_assisting", "牵头部门不能同时为协办部门", "the lead department cannot also assist"
+            "lead_also_assisting",
+            "牵头部门不能同时为协办部门",
+            "the lead department cannot also assist",
         )
     if len(set(assisting)) != len(assisting):
         raise InvalidInput("duplicate_assisting", "协办部门重复", "assisting departments repeat")

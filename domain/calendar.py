@@ -56,7 +56,9 @@ class HolidayTable:
 
     @classmethod
     def shipped(cls) -> HolidayTable:
-        text = resources.files("domain.reference").joinpath("data/holidays_cn.toml").read_text("utf-8")
+        text = (
+            resources.files("domain.reference").joinpath("data/holidays_cn.toml").read_text("utf-8")
+        )
         return cls.from_toml(text)
 
     @classmethod

@@ -48,7 +48,7 @@ class Case(Aggregate):
     class Event(Aggregate.Event):
         actor: dict[str, str]
 
-    Created = None  # replaced by CaseReported, which names the event as the domain does
+    Created = None  # type: ignore[assignment]  # CaseReported replaces it, named as the domain says
 
     class CaseReported(Aggregate.Created):
         TOPIC = "whistleloop.case.CaseReported"
@@ -74,7 +74,9 @@ class Case(Aggregate):
     def report(cls, actor: Actor, at: datetime, *, case_id: UUID, **fields: Any) -> Case:
         """收集: a problem enters the loop. Location codes are checked by the caller's reference data."""
         if actor.role.value not in REPORTER_ROLES:
-            raise WrongActor("actor_not_allowed", "该角色不能上报问题", f"{actor.role} cannot report")
+            raise WrongActor(
+                "actor_not_allowed", "该角色不能上报问题", f"{actor.role} cannot report"
+            )
         require_choice("source", fields["source"], SOURCES)
         require_text("title", fields["title"], 1, 200)
         require_text("description", fields["description"], 1, 4000)
@@ -167,13 +169,20 @@ class Case(Aggregate):
             case.status = Status.REJECTED
 
     def reject(
-        self, actor: Actor, at: datetime, reason: str, note: str = "", duplicate_of: str | None = None
+        self,
+        actor: Actor,
+        at: datetime,
+        reason: str,
+        note: str = "",
+        duplicate_of: str | None = None,
     ) -> None:
         self._require_street(actor)
         require_status(self, Status.REPORTED, Status.ACCEPTED)
         require_choice("reason", reason, REJECT_REASONS)
         if reason == "duplicate" and not duplicate_of:
-            raise InvalidInput("duplicate_of_required", "须注明重复的案件", "name the case this repeats")
+            raise InvalidInput(
+                "duplicate_of_required", "须注明重复的案件", "name the case this repeats"
+            )
         self.trigger_event(
             self.CaseRejected,
             timestamp=at,
@@ -271,13 +280,24 @@ class Case(Aggregate):
         require_choice("mode", mode, REPORT_IN_MODES)
         obligation = self.obligations.get(dept)
         if obligation is None or not obligation["active"]:
-            raise IllegalState("not_whistled", "该部门未被吹哨", f"{dept} was not whistled for this case")
+            raise IllegalState(
+                "not_whistled", "该部门未被吹哨", f"{dept} was not whistled for this case"
+            )
         if obligation["reported_in_at"] is not None:
-            raise IllegalState("already_reported_in", "该部门已报到", f"{dept} has already reported in")
+            raise IllegalState(
+                "already_reported_in", "该部门已报到", f"{dept} has already reported in"
+            )
         if self.status == Status.DISPUTED and dept == self.lead_department:
-            raise IllegalState("responsibility_disputed", "责任争议待认定", "responsibility is disputed")
+            raise IllegalState(
+                "responsibility_disputed", "责任争议待认定", "responsibility is disputed"
+            )
         self.trigger_event(
-            self.ReportedIn, timestamp=at, actor=actor.as_dict(), department=dept, mode=mode, note=note
+            self.ReportedIn,
+            timestamp=at,
+            actor=actor.as_dict(),
+            department=dept,
+            mode=mode,
+            note=note,
         )
 
     class HandedOff(Event):
@@ -301,7 +321,9 @@ class Case(Aggregate):
         dept = self._require_department(actor)
         require_status(self, Status.WHISTLED, Status.IN_HANDLING)
         if dept != self.lead_department:
-            raise WrongActor("not_lead_department", "仅牵头部门可移交", "only the lead can hand off")
+            raise WrongActor(
+                "not_lead_department", "仅牵头部门可移交", "only the lead can hand off"
+            )
         if to_department == dept:
             raise InvalidInput("hand_off_to_self", "不能移交给本部门", "cannot hand off to oneself")
         if to_department in self.obligations and self.obligations[to_department]["active"]:
@@ -331,11 +353,17 @@ class Case(Aggregate):
         """争议: the receiving department says the hand-off was wrong; the command centre decides."""
         dept = self._require_department(actor)
         if self.pending_handoff is None or self.pending_handoff["to"] != dept:
-            raise IllegalState("no_hand_off_to_dispute", "无可争议的移交", "no hand-off to you is pending")
+            raise IllegalState(
+                "no_hand_off_to_dispute", "无可争议的移交", "no hand-off to you is pending"
+            )
         require_status(self, Status.WHISTLED)
         require_text("reason", reason, 2, 1000)
         self.trigger_event(
-            self.HandOffDisputed, timestamp=at, actor=actor.as_dict(), department=dept, reason=reason
+            self.HandOffDisputed,
+            timestamp=at,
+            actor=actor.as_dict(),
+            department=dept,
+            reason=reason,
         )
 
     class ResponsibilityDetermined(Event):
@@ -364,7 +392,9 @@ class Case(Aggregate):
     ) -> None:
         """责任认定: the command centre settles a disputed hand-off; its word is final."""
         if actor.role is not Role.COMMAND_CENTRE:
-            raise WrongActor("command_centre_only", "仅指挥中心可认定责任", "only the command centre")
+            raise WrongActor(
+                "command_centre_only", "仅指挥中心可认定责任", "only the command centre"
+            )
         require_status(self, Status.DISPUTED)
         require_text("basis", basis, 2, 1000)
         assert self.pending_handoff is not None
@@ -395,7 +425,9 @@ class Case(Aggregate):
         require_status(self, Status.WHISTLED, Status.IN_HANDLING, Status.DISPUTED)
         if len(set(departments)) < 2:
             raise InvalidInput(
-                "consultation_needs_two", "会商至少需两个部门", "a consultation needs two departments"
+                "consultation_needs_two",
+                "会商至少需两个部门",
+                "a consultation needs two departments",
             )
         require_text("plan", plan, 2, 4000)
         self.trigger_event(
@@ -413,14 +445,20 @@ class Case(Aggregate):
         note: str
 
         def apply(self, case: Case) -> None:
-            case.handling = {"department": self.department, "result": self.result, "at": self.timestamp}
+            case.handling = {
+                "department": self.department,
+                "result": self.result,
+                "at": self.timestamp,
+            }
             case.status = Status.HANDLED
 
     def report_handling(self, actor: Actor, at: datetime, result: str, note: str = "") -> None:
         """处置反馈: the lead reports the outcome; anything short of resolved needs a reason."""
         dept = self._require_department(actor)
         if dept != self.lead_department:
-            raise WrongActor("not_lead_department", "仅牵头部门可反馈办理结果", "only the lead reports")
+            raise WrongActor(
+                "not_lead_department", "仅牵头部门可反馈办理结果", "only the lead reports"
+            )
         require_status(self, Status.IN_HANDLING)
         require_choice("result", result, HANDLING_RESULTS)
         if result != "resolved":
@@ -448,7 +486,12 @@ class Case(Aggregate):
             case.status = Status.IN_HANDLING
 
     def send_back_for_rework(
-        self, actor: Actor, at: datetime, reason: str, item: DutyItem | None, calendar: WorkingCalendar
+        self,
+        actor: Actor,
+        at: datetime,
+        reason: str,
+        item: DutyItem | None,
+        calendar: WorkingCalendar,
     ) -> None:
         """返工: the on-site check failed; the lead gets the item's handling limit again."""
         self._require_street(actor)
@@ -473,10 +516,13 @@ class Case(Aggregate):
     def close(self, actor: Actor, at: datetime, note: str = "") -> None:
         """核查结案: the street has checked the result on site."""
         self._require_street(actor)
-        if self.status != Status.HANDLED:
+        if self.status not in (Status.HANDLED, Status.CLOSED, Status.REJECTED, Status.CANCELLED):
             raise IllegalState(
-                "handling_not_reported", "未反馈办理结果，不能结案", "closing needs a handling report"
+                "handling_not_reported",
+                "未反馈办理结果，不能结案",
+                "closing needs a handling report",
             )
+        require_status(self, Status.HANDLED)  # already closed, rejected or cancelled
         self.trigger_event(self.Closed, timestamp=at, actor=actor.as_dict(), note=note)
 
     class Rated(Event):
@@ -497,10 +543,14 @@ class Case(Aggregate):
     ) -> None:
         """评价: 满意 / 基本满意 / 不满意, and whether the problem was solved."""
         if actor.role is not Role.RESIDENT:
-            raise WrongActor("resident_only", "仅居民可作满意度评价", "only residents rate satisfaction")
+            raise WrongActor(
+                "resident_only", "仅居民可作满意度评价", "only residents rate satisfaction"
+            )
         self._require_rateable()
         if self.resident_rating is not None:
-            raise IllegalState("already_rated", "居民已评价", "the resident has already rated this case")
+            raise IllegalState(
+                "already_rated", "居民已评价", "the resident has already rated this case"
+            )
         require_choice("satisfaction", satisfaction, SATISFACTION)
         self.trigger_event(
             self.Rated,
@@ -517,16 +567,27 @@ class Case(Aggregate):
     ) -> None:
         """街乡评价部门: 0–100 per department that worked the case (the two-way assessment)."""
         if actor.role is not Role.STREET or actor.id != self.street:
-            raise WrongActor("own_street_only", "仅本街乡可评价部门", "only the case's street rates")
+            raise WrongActor(
+                "own_street_only", "仅本街乡可评价部门", "only the case's street rates"
+            )
         self._require_rateable()
         if self.street_scores is not None:
-            raise IllegalState("already_rated", "街乡已评价", "the street has already rated this case")
+            raise IllegalState(
+                "already_rated", "街乡已评价", "the street has already rated this case"
+            )
         if not scores or set(scores) - set(self.obligations):
             raise InvalidInput(
-                "score_unknown_department", "只能评价参与本案的部门", "rate only departments on the case"
+                "score_unknown_department",
+                "只能评价参与本案的部门",
+                "rate only departments on the case",
             )
-        if any(not isinstance(s, int) or isinstance(s, bool) or not 0 <= s <= 100 for s in scores.values()):
-            raise InvalidInput("score_out_of_range", "评分须为 0–100 的整数", "scores are integers 0–100")
+        if any(
+            not isinstance(s, int) or isinstance(s, bool) or not 0 <= s <= 100
+            for s in scores.values()
+        ):
+            raise InvalidInput(
+                "score_out_of_range", "评分须为 0–100 的整数", "scores are integers 0–100"
+            )
         self.trigger_event(
             self.Rated,
             timestamp=at,
@@ -552,7 +613,12 @@ class Case(Aggregate):
             case.status = Status.IN_HANDLING
 
     def reopen(
-        self, actor: Actor, at: datetime, reason: str, item: DutyItem | None, calendar: WorkingCalendar
+        self,
+        actor: Actor,
+        at: datetime,
+        reason: str,
+        item: DutyItem | None,
+        calendar: WorkingCalendar,
     ) -> None:
         """重启: an unsatisfied resident, the street or the command centre sends a closed case back."""
         require_status(self, Status.CLOSED)
@@ -586,12 +652,16 @@ class Case(Aggregate):
         def apply(self, case: Case) -> None:
             case.missed.append(f"{self.obligation}:{self.department}:{self.deadline.isoformat()}")
 
-    def record_deadline_missed(self, actor: Actor, at: datetime, department: str, obligation: str) -> None:
+    def record_deadline_missed(
+        self, actor: Actor, at: datetime, department: str, obligation: str
+    ) -> None:
         """超期: recorded once per obligation and deadline, so two clocks cannot double-count."""
         _require_oversight(actor, Role.SYSTEM, Role.COMMAND_CENTRE)
         deadline = self.due(department, obligation)
         if deadline is None or at <= deadline:
-            raise IllegalState("not_overdue", "该事项未超期", f"{obligation} of {department} is not overdue")
+            raise IllegalState(
+                "not_overdue", "该事项未超期", f"{obligation} of {department} is not overdue"
+            )
         if f"{obligation}:{department}:{deadline.isoformat()}" in self.missed:
             raise IllegalState("already_recorded", "超期已记录", "this missed deadline is recorded")
         self.trigger_event(
@@ -611,22 +681,34 @@ class Case(Aggregate):
         reason: str
 
         def apply(self, case: Case) -> None:
-            case.supervisions.append(case.supervision_key(self.colour, self.department, self.obligation))
+            case.supervisions.append(
+                case.supervision_key(self.colour, self.department, self.obligation)
+            )
 
     def issue_supervision(
-        self, actor: Actor, at: datetime, colour: str, department: str, obligation: str | None, reason: str
+        self,
+        actor: Actor,
+        at: datetime,
+        colour: str,
+        department: str,
+        obligation: str | None,
+        reason: str,
     ) -> None:
         """督办 in red, yellow or white; one of each colour per department and deadline."""
         _require_oversight(actor, Role.SYSTEM, Role.COMMAND_CENTRE, Role.INSPECTOR)
         require_status(self, *OPEN_STATUSES)
         require_choice("colour", colour, SUPERVISION_COLOURS)
         if department not in self.obligations:
-            raise InvalidInput("department_not_on_case", "该部门未参与本案", f"{department} is not on the case")
+            raise InvalidInput(
+                "department_not_on_case", "该部门未参与本案", f"{department} is not on the case"
+            )
         if obligation is not None:
             require_choice("obligation", obligation, ("response", "handling"))
         require_text("reason", reason, 2, 1000)
         if self.supervision_key(colour, department, obligation) in self.supervisions:
-            raise IllegalState("already_supervised", "已督办", "this supervision was already issued")
+            raise IllegalState(
+                "already_supervised", "已督办", "this supervision was already issued"
+            )
         self.trigger_event(
             self.SupervisionIssued,
             timestamp=at,
@@ -649,7 +731,9 @@ class Case(Aggregate):
         def apply(self, case: Case) -> None:
             case.escalated.append(case.escalation_key(self.department))
 
-    def escalate_to_district(self, actor: Actor, at: datetime, department: str, reason: str) -> None:
+    def escalate_to_district(
+        self, actor: Actor, at: datetime, department: str, reason: str
+    ) -> None:
         """上报区级: a department that does not report in goes to the district, once per whistle."""
         if actor.role is not Role.STREET:
             _require_oversight(actor, Role.SYSTEM, Role.COMMAND_CENTRE)
@@ -658,14 +742,24 @@ class Case(Aggregate):
         require_status(self, *OPEN_STATUSES)
         obligation = self.obligations.get(department)
         if obligation is None or not obligation["active"]:
-            raise InvalidInput("department_not_on_case", "该部门未参与本案", f"{department} is not on the case")
+            raise InvalidInput(
+                "department_not_on_case", "该部门未参与本案", f"{department} is not on the case"
+            )
         if obligation["reported_in_at"] is not None:
-            raise IllegalState("already_reported_in", "该部门已报到", f"{department} has reported in")
+            raise IllegalState(
+                "already_reported_in", "该部门已报到", f"{department} has reported in"
+            )
         if self.escalation_key(department) in self.escalated:
-            raise IllegalState("already_escalated", "已上报区级", "already escalated to the district")
+            raise IllegalState(
+                "already_escalated", "已上报区级", "already escalated to the district"
+            )
         require_text("reason", reason, 2, 1000)
         self.trigger_event(
-            self.EscalatedToDistrict, timestamp=at, actor=actor.as_dict(), department=department, reason=reason
+            self.EscalatedToDistrict,
+            timestamp=at,
+            actor=actor.as_dict(),
+            department=department,
+            reason=reason,
         )
 
     def escalation_key(self, department: str) -> str:
@@ -694,7 +788,11 @@ class Case(Aggregate):
             return None
         if obligation == "response":
             return None if duty["reported_in_at"] else duty["response_deadline"]
-        if obligation == "handling" and department == self.lead_department and self.handling is None:
+        if (
+            obligation == "handling"
+            and department == self.lead_department
+            and self.handling is None
+        ):
             return self.handling_deadline
         return None
 
@@ -703,9 +801,13 @@ class Case(Aggregate):
         if actor.role is Role.COMMAND_CENTRE:
             return
         if actor.role is not Role.STREET:
-            raise WrongActor("street_only", "仅街乡或指挥中心可执行", "only the street or command centre")
+            raise WrongActor(
+                "street_only", "仅街乡或指挥中心可执行", "only the street or command centre"
+            )
         if actor.id != self.street:
-            raise WrongActor("other_street", "不是本街乡的案件", f"the case belongs to {self.street}")
+            raise WrongActor(
+                "other_street", "不是本街乡的案件", f"the case belongs to {self.street}"
+            )
 
     def _require_department(self, actor: Actor) -> str:
         if actor.role is not Role.DEPARTMENT:
@@ -714,12 +816,16 @@ class Case(Aggregate):
 
     def _require_rateable(self) -> None:
         if self.status != Status.CLOSED:
-            raise IllegalState("case_not_closed", "案件未结案，不能评价", "only a closed case is rated")
+            raise IllegalState(
+                "case_not_closed", "案件未结案，不能评价", "only a closed case is rated"
+            )
 
     def public_state(self) -> Json:
         """The case as plain values, for queries and time travel."""
         state: Json = {
-            k: v for k, v in self.__dict__.items() if not k.startswith("_") and k not in _PRIVATE_STATE
+            k: v
+            for k, v in self.__dict__.items()
+            if not k.startswith("_") and k not in _PRIVATE_STATE
         }
         state.update(
             id=str(self.id),

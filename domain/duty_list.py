@@ -28,7 +28,7 @@ class DutyList(Aggregate):
     class Event(Aggregate.Event):
         actor: dict[str, str]
 
-    Created = None  # replaced by Published: the first version of a district's list
+    Created = None  # type: ignore[assignment]  # Published replaces it: a list's first version
 
     class Published(Aggregate.Created):
         TOPIC = "whistleloop.duty_list.Published"
@@ -44,7 +44,13 @@ class DutyList(Aggregate):
 
     @classmethod
     def publish(
-        cls, actor: Actor, at: datetime, district: str, version: int, effective: date, items: list[DutyItem]
+        cls,
+        actor: Actor,
+        at: datetime,
+        district: str,
+        version: int,
+        effective: date,
+        items: list[DutyItem],
     ) -> DutyList:
         _require_command_centre(actor)
         if not items:
@@ -63,7 +69,11 @@ class DutyList(Aggregate):
     def __init__(self, district: str, version: int, effective_date: str, items: list[Json]) -> None:
         self.district = district
         self.versions: list[Json] = [
-            {"version": version, "effective_date": effective_date, "items": {i["code"]: i for i in items}}
+            {
+                "version": version,
+                "effective_date": effective_date,
+                "items": {i["code"]: i for i in items},
+            }
         ]
 
     class Revised(Event):
@@ -101,13 +111,21 @@ class DutyList(Aggregate):
         current = self.versions[-1]
         if effective.isoformat() < current["effective_date"]:
             raise IllegalState(
-                "revision_predates_current", "调整生效日期早于现行版本", "a revision cannot predate the list"
+                "revision_predates_current",
+                "调整生效日期早于现行版本",
+                "a revision cannot predate the list",
             )
         if not (added or changed or retired) or not reason.strip():
-            raise InvalidInput("empty_revision", "调整须有内容和理由", "a revision needs changes and a reason")
+            raise InvalidInput(
+                "empty_revision", "调整须有内容和理由", "a revision needs changes and a reason"
+            )
         known = current["items"]
         _check_codes(
-            [i.code for i in added], lambda c: c not in known, "item_exists", "事项已存在", "item exists"
+            [i.code for i in added],
+            lambda c: c not in known,
+            "item_exists",
+            "事项已存在",
+            "item exists",
         )
         _check_codes(
             [i.code for i in changed] + list(retired),
@@ -116,7 +134,7 @@ class DutyList(Aggregate):
             "未知清单事项",
             "unknown duty item",
         )
-        version = current["version"] + 1
+        version = int(current["version"]) + 1
         self.trigger_event(
             self.Revised,
             timestamp=at,
@@ -166,7 +184,9 @@ class DutyList(Aggregate):
 
 def _require_command_centre(actor: Actor) -> None:
     if actor.role is not Role.COMMAND_CENTRE:
-        raise WrongActor("command_centre_only", "仅指挥中心可修订职责清单", "only the command centre")
+        raise WrongActor(
+            "command_centre_only", "仅指挥中心可修订职责清单", "only the command centre"
+        )
 
 
 def _check_codes(codes: list[str], ok: Any, code: str, zh: str, en: str) -> None:

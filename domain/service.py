@@ -11,10 +11,13 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from contextlib import suppress
 from datetime import datetime
-from typing import Any, ClassVar
+from threading import Lock
+from time import monotonic
+from typing import Any, ClassVar, cast
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError
 
 from domain.actors import Actor
@@ -39,6 +42,8 @@ class ConcurrentModification(IllegalState):
 class CaseService(Application[UUID]):
     name = "whistleloop"  # table names: whistleloop_events, whistleloop_snapshots
     max_attempts: ClassVar[int] = 5
+    #: Seconds between checks for duty-list revisions stored by other processes.
+    duty_list_refresh: ClassVar[float] = 1.0
 
     def __init__(
         self,
@@ -53,6 +58,8 @@ class CaseService(Application[UUID]):
         self.reference = reference or load_reference()
         self.calendar = calendar or WorkingCalendar(TableHolidayProvider(HolidayTable.shipped()))
         self.duty_list_id = DutyList.id_for(self.reference.district)
+        self._duty_list_lock = Lock()
+        self._duty_list_memo: tuple[DutyList | None, float] = (None, 0.0)
 
     # --- intake -------------------------------------------------------------------------------
 
@@ -103,7 +110,12 @@ class CaseService(Application[UUID]):
         return self._update(case_id, lambda case, at: case.accept(actor, at, note))
 
     def reject(
-        self, case_id: UUID, actor: Actor, reason: str, note: str = "", duplicate_of: UUID | None = None
+        self,
+        case_id: UUID,
+        actor: Actor,
+        reason: str,
+        note: str = "",
+        duplicate_of: UUID | None = None,
     ) -> int:
         if duplicate_of is not None:
             self._get(duplicate_of)
@@ -149,12 +161,16 @@ class CaseService(Application[UUID]):
 
     def hand_off(self, case_id: UUID, actor: Actor, to_department: str, reason: str) -> int:
         self.reference.department(to_department)
-        return self._update(case_id, lambda case, at: case.hand_off(actor, at, to_department, reason))
+        return self._update(
+            case_id, lambda case, at: case.hand_off(actor, at, to_department, reason)
+        )
 
     def dispute_hand_off(self, case_id: UUID, actor: Actor, reason: str) -> int:
         return self._update(case_id, lambda case, at: case.dispute_hand_off(actor, at, reason))
 
-    def determine_responsibility(self, case_id: UUID, actor: Actor, department: str, basis: str) -> int:
+    def determine_responsibility(
+        self, case_id: UUID, actor: Actor, department: str, basis: str
+    ) -> int:
         self.reference.department(department)
         return self._update(
             case_id, lambda case, at: case.determine_responsibility(actor, at, department, basis)
@@ -190,13 +206,16 @@ class CaseService(Application[UUID]):
         self, case_id: UUID, actor: Actor, satisfaction: str, solved: bool, comment: str = ""
     ) -> int:
         return self._update(
-            case_id, lambda case, at: case.rate_by_resident(actor, at, satisfaction, solved, comment)
+            case_id,
+            lambda case, at: case.rate_by_resident(actor, at, satisfaction, solved, comment),
         )
 
     def rate_by_street(
         self, case_id: UUID, actor: Actor, scores: dict[str, int], comment: str = ""
     ) -> int:
-        return self._update(case_id, lambda case, at: case.rate_by_street(actor, at, scores, comment))
+        return self._update(
+            case_id, lambda case, at: case.rate_by_street(actor, at, scores, comment)
+        )
 
     def reopen(self, case_id: UUID, actor: Actor, reason: str) -> int:
         return self._update(
@@ -224,10 +243,14 @@ class CaseService(Application[UUID]):
     ) -> int:
         return self._update(
             case_id,
-            lambda case, at: case.issue_supervision(actor, at, colour, department, obligation, reason),
+            lambda case, at: case.issue_supervision(
+                actor, at, colour, department, obligation, reason
+            ),
         )
 
-    def escalate_to_district(self, case_id: UUID, actor: Actor, department: str, reason: str) -> int:
+    def escalate_to_district(
+        self, case_id: UUID, actor: Actor, department: str, reason: str
+    ) -> int:
         return self._update(
             case_id, lambda case, at: case.escalate_to_district(actor, at, department, reason)
         )
@@ -249,19 +272,23 @@ class CaseService(Application[UUID]):
                 ref.duty_list_effective,
                 list(ref.duty_items.values()),
             )
-            try:
+            with suppress(IntegrityError):  # another process published it first: same id, same list
                 self.save(duty_list)
-            except IntegrityError:
-                pass  # another process published it first: same content, same id
         return self._duty_list().current_version
 
     def revise_duty_list(self, actor: Actor, **revision: Any) -> int:
         for item in [*revision.get("added", ()), *revision.get("changed", ())]:
             for dept in item.departments:
                 self.reference.department(dept)
-        duty_list = self._duty_list()
+        self._evict(self.duty_list_id)
+        duty_list = self._load_duty_list(None)  # the stored state, not this process's memo
         version = duty_list.revise(actor, self.clock.now(), **revision)
-        self.save(duty_list)
+        try:
+            self.save(duty_list)
+        except IntegrityError:
+            raise _concurrent() from None
+        with self._duty_list_lock:
+            self._duty_list_memo = (duty_list, monotonic())
         return version
 
     def duty_items(self, at: datetime | None = None) -> tuple[int, list[DutyItem]]:
@@ -277,12 +304,14 @@ class CaseService(Application[UUID]):
             self._catch_up(case)
             return case.public_state()
         version = 0
-        for event in self.repository.event_store.get(case_id):
+        for event in self._stored_events(case_id):
             if event.timestamp > as_of:
                 break
             version = event.originator_version
         if version == 0:
-            raise NotFound("case_not_yet_reported", "该时间案件尚未上报", "the case did not exist then")
+            raise NotFound(
+                "case_not_yet_reported", "该时间案件尚未上报", "the case did not exist then"
+            )
         return self._get(case_id, version).public_state()
 
     def history(self, case_id: UUID) -> list[Json]:
@@ -316,17 +345,13 @@ class CaseService(Application[UUID]):
                 fresh = True  # someone saved first: reload and check the command again
                 continue
             return case.version
-        raise ConcurrentModification(
-            "concurrent_modification",
-            "案件正被他人同时修改，请重试",
-            "the case kept changing under this command; try again",
-        )
+        raise _concurrent()
 
     def _get(self, case_id: UUID, version: int | None = None, *, fresh: bool = False) -> Case:
         if fresh:
             self._evict(case_id)
         try:
-            case = self.repository.get(case_id, version=version)
+            case: object = self.repository.get(case_id, version=version)
         except AggregateNotFoundError:
             raise NotFound("case_not_found", "案件不存在", f"no case {case_id}") from None
         if not isinstance(case, Case):
@@ -340,24 +365,48 @@ class CaseService(Application[UUID]):
                 cache.get(aggregate_id, evict=True)
 
     def _duty_list(self) -> DutyList:
-        """The duty list brought up to date with the store (revisions may come from other processes)."""
-        try:
-            duty_list = self.repository.get(self.duty_list_id)
-        except AggregateNotFoundError:
-            raise IllegalState(
-                "duty_list_missing", "职责清单尚未发布", "no duty list: run `whistleloop store init`"
-            ) from None
-        assert isinstance(duty_list, DutyList)
-        self._catch_up(duty_list)
+        """The duty list, caught up with revisions stored by other processes.
+
+        Reads share one in-memory copy (never mutated by commands) rather than deep-copying its
+        ~70 items per whistle, and ask the store for newer revisions at most every
+        `duty_list_refresh` seconds: a revision made elsewhere is seen within that interval (this process's own are seen at once). Revisions
+        carry an effective date, so the delay never changes which version a whistle falls under
+        except in the seconds around midnight of the effective date.
+        """
+        with self._duty_list_lock:
+            duty_list, checked = self._duty_list_memo
+            if duty_list is None or monotonic() - checked >= self.duty_list_refresh:
+                duty_list = self._load_duty_list(duty_list)
+                self._duty_list_memo = (duty_list, monotonic())
         return duty_list
 
-    def _catch_up(self, aggregate: Case | DutyList) -> None:
+    def _load_duty_list(self, known: DutyList | None) -> DutyList:
+        if known is None:
+            try:
+                loaded: object = self.repository.get(self.duty_list_id)
+            except AggregateNotFoundError:
+                raise IllegalState(
+                    "duty_list_missing",
+                    "职责清单尚未发布",
+                    "no duty list: run `whistleloop store init`",
+                ) from None
+            assert isinstance(loaded, DutyList)
+            return loaded
+        for event in self._stored_events(self.duty_list_id, after=known.version):
+            event.mutate(known)
+        return known
+
+    def _catch_up(self, aggregate: Case) -> None:
         """Applies events other processes stored since the cached copy was made (reads only)."""
-        newer = list(self.repository.event_store.get(aggregate.id, gt=aggregate.version))
+        newer = self._stored_events(aggregate.id, after=aggregate.version)
         if newer:
             self._evict(aggregate.id)  # the next command loads the stored state
             for event in newer:
                 event.mutate(aggregate)
+
+    def _stored_events(self, aggregate_id: UUID, after: int = 0) -> list[Aggregate.Event]:
+        events = self.repository.event_store.get(aggregate_id, gt=after or None)
+        return cast(list[Aggregate.Event], list(events))
 
     def _item_now(self, code: str | None, at: datetime) -> tuple[int, DutyItem | None]:
         duty_list = self._duty_list()
@@ -368,6 +417,14 @@ class CaseService(Application[UUID]):
     def _item_of(self, case: Case) -> DutyItem | None:
         """The case's item as the version it was whistled under had it."""
         return self._duty_list().item_in_version(case.duty_item, case.duty_list_version)
+
+
+def _concurrent() -> ConcurrentModification:
+    return ConcurrentModification(
+        "concurrent_modification",
+        "正被他人同时修改，请重试",
+        "it kept changing under this command; try again",
+    )
 
 
 def _urgency(value: str) -> Urgency:
@@ -383,7 +440,8 @@ def _event_record(event: Any) -> Json:
     payload = {
         k: v
         for k, v in event.__dict__.items()
-        if k not in ("originator_id", "originator_version", "timestamp", "actor", "originator_topic")
+        if k
+        not in ("originator_id", "originator_version", "timestamp", "actor", "originator_topic")
     }
     return {
         "version": event.originator_version,

@@ -23,4 +23,6 @@ def _china_holidays(year: int) -> frozenset[date]:
 
 
 def china_calendar(table: HolidayTable | None = None) -> WorkingCalendar:
-    return WorkingCalendar(TableHolidayProvider(table or HolidayTable.shipped(), HolidaysPackageProvider()))
+    return WorkingCalendar(
+        TableHolidayProvider(table or HolidayTable.shipped(), HolidaysPackageProvider())
+    )

@@ -42,7 +42,10 @@ class ReferenceData:
             return self.departments[code]
         except KeyError:
             raise InvalidInput(
-                "unknown_department", f"未知部门：{code}", f"unknown department: {code}", department=code
+                "unknown_department",
+                f"未知部门：{code}",
+                f"unknown department: {code}",
+                department=code,
             ) from None
 
     def street(self, code: str) -> Street:
@@ -58,7 +61,10 @@ class ReferenceData:
             return self.communities[code]
         except KeyError:
             raise InvalidInput(
-                "unknown_community", f"未知社区：{code}", f"unknown community: {code}", community=code
+                "unknown_community",
+                f"未知社区：{code}",
+                f"unknown community: {code}",
+                community=code,
             ) from None
 
     def check_location(self, street: str, community: str | None, grid: str | None) -> None:
@@ -76,13 +82,17 @@ class ReferenceData:
                 f"community {community} is not in street {street}",
             )
         if grid is not None and grid not in found.grids:
-            raise InvalidInput("unknown_grid", f"未知网格：{grid}", f"unknown grid: {grid}", grid=grid)
+            raise InvalidInput(
+                "unknown_grid", f"未知网格：{grid}", f"unknown grid: {grid}", grid=grid
+            )
 
 
 def load_reference(text: str | None = None) -> ReferenceData:
     """The shipped reference data (or `text`, for tests); a broken file fails loudly at start-up."""
     if text is None:
-        text = resources.files("domain.reference").joinpath("data/reference.toml").read_text("utf-8")
+        text = (
+            resources.files("domain.reference").joinpath("data/reference.toml").read_text("utf-8")
+        )
     raw = tomllib.loads(text)
     meta = raw["meta"]
     data = ReferenceData(
@@ -91,7 +101,9 @@ def load_reference(text: str | None = None) -> ReferenceData:
         duty_list_version=int(meta["version"]),
         duty_list_effective=date.fromisoformat(str(meta["effective_date"])),
         departments={d["code"]: _department(d) for d in raw["departments"]},
-        streets={s["code"]: Street(s["code"], s["name"], s["name_en"], s["kind"]) for s in raw["streets"]},
+        streets={
+            s["code"]: Street(s["code"], s["name"], s["name_en"], s["kind"]) for s in raw["streets"]
+        },
         communities={c["code"]: _community(c) for c in raw["communities"]},
         duty_items={i["code"]: _duty_item(i) for i in raw["duty_items"]},
     )

@@ -1,0 +1,1 @@
+"""Streamlit dashboard; talks to the gateway over HTTP only (built in issue 7)."""

@@ -1,0 +1,1 @@
+"""FastAPI gateway: commands, queries, feeds, Open311 (built in issue 6)."""

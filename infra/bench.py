@@ -1,0 +1,261 @@
+"""`whistleloop bench`: the event store's command rate against the raw append rate, same run, same store.
+
+A figure means little on its own on a shared 2-core machine, so every rate is reported next to a
+raw limit measured moments before on the same backend: `eventsourcing`'s own single-event insert.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sqlite3
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from importlib.metadata import version
+from pathlib import Path
+
+import sqlalchemy
+from eventsourcing.persistence import StoredEvent
+from rich.console import Console
+from rich.table import Table
+
+from domain.actors import Actor
+from domain.clock import ManualClock
+from domain.service import CaseService
+from infra.settings import Settings
+from infra.store import open_service, redact
+
+TARGET_RATIO = 0.70
+console = Console()
+
+
+@dataclass(frozen=True)
+class Result:
+    backend: str
+    measure: str
+    ops: int
+    per_second: float
+    reference: str
+    reference_per_second: float
+
+    @property
+    def ratio(self) -> float:
+        return self.per_second / self.reference_per_second
+
+
+def run_benchmarks(ops: int, postgres_url: str, output: Path) -> list[Result]:
+    results: list[Result] = []
+    backends: list[tuple[str, Callable[[], Iterator[Settings]]]] = [("SQLite", _sqlite)]
+    if postgres_url:
+        backends.append(("PostgreSQL", lambda: _postgres(postgres_url)))
+    for name, make in backends:
+        console.print(f"[bold]{name}[/bold]: {ops} operations per measurement")
+        with contextmanager(make)() as settings:
+            results += _measure_backend(name, settings, ops)
+    _print(results)
+    _write(results, ops, postgres_url, output)
+    return results
+
+
+def _measure_backend(backend: str, settings: Settings, ops: int) -> list[Result]:
+    clock = ManualClock(datetime(2026, 3, 2, 1, tzinfo=UTC))
+    service = open_service(settings, clock)
+    try:
+        service.publish_duty_list()
+        raw = _rate(ops, lambda _: _raw_append(service))
+        ids: list[uuid.UUID] = []
+        report = _rate(ops, lambda _: ids.append(_report(service)))
+        mix = _rate(ops, _closed_loop(service, ids))
+        consult = _rate(ops, _consult(service))
+    finally:
+        service.close()
+    uncached = _uncached_rate(settings, clock, max(ops // 3, 50))
+    ref = "raw append (1 event/tx)"
+    return [
+        Result(backend, ref, ops, raw, ref, raw),
+        Result(backend, "CaseService.report (new case)", ops, report, ref, raw),
+        Result(backend, "CaseService closed-loop commands (existing cases)", ops, mix, ref, raw),
+        Result(backend, "CaseService.hold_consultation (hot case)", ops, consult, ref, raw),
+        Result(
+            backend,
+            "closed-loop commands, aggregate cache off",
+            max(ops // 3, 50),
+            uncached,
+            ref,
+            raw,
+        ),
+    ]
+
+
+def _rate(ops: int, operation: Callable[[int], object]) -> float:
+    started = time.perf_counter()
+    for i in range(ops):
+        operation(i)
+    return ops / (time.perf_counter() - started)
+
+
+def _raw_append(service: CaseService) -> None:
+    state = b'{"actor":{"role":"department","id":"cgzf"},"mode":"on_site","note":"bench"}'
+    event = StoredEvent(uuid.uuid4(), 1, "whistleloop.bench.Raw", state)
+    service.recorder.insert_events([event])
+
+
+STREET = Actor.of("street", "jianwai")
+LEAD = Actor.of("department", "cgzf")
+RESIDENT = Actor.of("resident", "bench")
+
+
+def _report(service: CaseService) -> uuid.UUID:
+    return service.report(
+        RESIDENT, source="hotline_12345", street="jianwai", title="占道经营", description="bench"
+    )
+
+
+def _closed_loop(service: CaseService, ids: list[uuid.UUID]) -> Callable[[int], object]:
+    """accept → whistle → report in → handling → close → rate, round-robin over reported cases."""
+    steps: list[Callable[[uuid.UUID], object]] = [
+        lambda c: service.accept(c, STREET),
+        lambda c: service.whistle(c, STREET, lead="cgzf", duty_item="CG-001"),
+        lambda c: service.report_in(c, LEAD, "on_site"),
+        lambda c: service.report_handling(c, LEAD, "resolved"),
+        lambda c: service.close_case(c, STREET),
+        lambda c: service.rate_by_resident(c, RESIDENT, "satisfied", True),
+    ]
+
+    def command(i: int) -> object:
+        return steps[i % len(steps)](ids[i // len(steps)])
+
+    return command
+
+
+def _consult(service: CaseService) -> Callable[[int], object]:
+    """Sets up 20 cases in handling (untimed), then consults on them round-robin."""
+    hot = [_report(service) for _ in range(20)]
+    for case_id in hot:
+        to_handling = _closed_loop(service, [case_id])
+        for step in range(3):  # accept, whistle, report in
+            to_handling(step)
+    return lambda i: service.hold_consultation(hot[i % len(hot)], STREET, ("cgzf", "ghzr"), "会商")
+
+
+def _uncached_rate(settings: Settings, clock: ManualClock, ops: int) -> float:
+    service = open_service(settings.model_copy(update={"aggregate_cache_size": 0}), clock)
+    try:
+        ids = [_report(service) for _ in range(ops // 6 + 1)]
+        return _rate(ops, _closed_loop(service, ids))
+    finally:
+        service.close()
+
+
+def _sqlite() -> Iterator[Settings]:
+    with tempfile.TemporaryDirectory(prefix="wl-bench-") as tmp:
+        yield Settings(var_dir=Path(tmp))
+
+
+def _postgres(url: str) -> Iterator[Settings]:
+    schema = f"wl_bench_{uuid.uuid4().hex[:10]}"
+    engine = sqlalchemy.create_engine(url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(sqlalchemy.text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield Settings(database_url=url, database_schema=schema)
+    finally:
+        with engine.connect() as conn:
+            conn.execute(sqlalchemy.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        engine.dispose()
+
+
+def _print(results: list[Result]) -> None:
+    table = Table(title="event store benchmark")
+    for column in ("backend", "measure", "ops/s", "raw ops/s", "ratio"):
+        table.add_column(column)
+    for r in results:
+        table.add_row(
+            r.backend,
+            r.measure,
+            f"{r.per_second:,.0f}",
+            f"{r.reference_per_second:,.0f}",
+            f"{r.ratio:.0%}",
+        )
+    console.print(table)
+
+
+def _environment(postgres_url: str) -> dict[str, str]:
+    env = {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "sqlite": sqlite3.sqlite_version,
+    }
+    for package in ("eventsourcing", "eventsourcing-sqlalchemy", "sqlalchemy", "psycopg"):
+        env[package] = version(package)
+    if postgres_url:
+        engine = sqlalchemy.create_engine(postgres_url)
+        with engine.connect() as conn:
+            env["postgresql"] = str(conn.execute(sqlalchemy.text("SHOW server_version")).scalar())
+        engine.dispose()
+        env["postgresql_url"] = redact(postgres_url)
+    return env
+
+
+def _write(results: list[Result], ops: int, postgres_url: str, output: Path) -> None:
+    env = _environment(postgres_url)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    data = {"environment": env, "target_ratio": TARGET_RATIO, "ops": ops, "results": []}
+    data["results"] = [asdict(r) | {"ratio": round(r.ratio, 3)} for r in results]
+    output.with_suffix(".json").write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    output.write_text(_markdown(results, env), encoding="utf-8")
+    console.print(f"wrote {output} and {output.with_suffix('.json')}")
+
+
+def _markdown(results: list[Result], env: dict[str, str]) -> str:
+    lines = [
+        "# Benchmarks",
+        "",
+        "Written by `make bench` (`whistleloop bench`); do not edit by hand. Every rate stands next to",
+        "the raw limit measured in the same run on the same backend, and the ratio between them is the",
+        "figure that matters on a shared machine. Timing is never asserted in tests.",
+        "",
+        "## Environment",
+        "",
+        *[f"- {key}: {value}" for key, value in env.items()],
+        "",
+        "## Event store (issue 3)",
+        "",
+        f"Target: CaseService commands ≥ {TARGET_RATIO:.0%} of the raw single-event append rate.",
+        "",
+        "| backend | measure | ops | ops/s | raw limit | raw ops/s | ratio | target |",
+        "|---|---|---:|---:|---|---:|---:|---|",
+    ]
+    for r in results:
+        met = "" if r.measure == r.reference else ("met" if r.ratio >= TARGET_RATIO else "missed")
+        if "cache off" in r.measure:
+            met = "(for comparison)"
+        lines.append(
+            f"| {r.backend} | {r.measure} | {r.ops} | {r.per_second:,.0f} | {r.reference} "
+            f"| {r.reference_per_second:,.0f} | {r.ratio:.0%} | {met} |"
+        )
+    lines += ["", _NOTES, ""]
+    return "\n".join(lines)
+
+
+_NOTES = """### How it is measured
+
+- *raw append*: `recorder.insert_events([one StoredEvent])`, one transaction per event: the fastest
+  the library can store an event on this backend, with no domain work at all.
+- *report*: a new `Case` aggregate built, checked and saved (one event).
+- *closed-loop commands*: accept, whistle, report in, report handling, close, rate, round-robin over
+  the reported cases; each loads the case (aggregate cache), checks the rules, computes deadlines
+  (whistle) and saves one event.
+- *hot case*: repeated consultations on 20 cases that keep growing.
+- *cache off*: the closed-loop mix with the aggregate cache disabled, so each command replays the
+  case from the store: it shows what the cache buys.
+
+The service does not fast-forward the cache with a query per command; it relies on the store's
+unique (originator, version) key and retries on the stored state (see `docs/ARCHITECTURE.md`)."""

@@ -1,0 +1,187 @@
+"""`whistleloop`: the command line, and the composition root that builds services from settings."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from enum import StrEnum
+from importlib.metadata import version as package_version
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from sqlalchemy.exc import SQLAlchemyError
+
+from domain.clock import Clock, SystemClock
+from domain.errors import DomainError
+from domain.reference import load_reference
+from domain.service import CaseService
+from infra import render
+from infra.demo import demo_clock, run_demo_case
+from infra.logs import configure_logging
+from infra.settings import get_settings
+from infra.store import open_service, redact, store_stats
+
+app = typer.Typer(
+    help="whistleloop — 街乡吹哨、部门报到: event-sourced case tracking for the street–department "
+    "closed loop. Settings come from WL_* environment variables (see README).",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+)
+store_app = typer.Typer(help="The event store: create it, inspect it.", no_args_is_help=True)
+app.add_typer(store_app, name="store")
+#: Wide enough for the Chinese tables when output is piped (no terminal to ask).
+console = Console(width=shutil.get_terminal_size((160, 40)).columns)
+
+
+class ReferencePart(StrEnum):
+    ALL = "all"
+    DEPARTMENTS = "departments"
+    DUTY_ITEMS = "duty-items"
+    STREETS = "streets"
+
+
+@app.callback()
+def main_options(
+    log_level: Annotated[
+        str, typer.Option(help="Log level: debug, info, warning, error.")
+    ] = "warning",
+) -> None:
+    configure_logging(log_level)
+
+
+@app.command()
+def version() -> None:
+    """Print the installed whistleloop version."""
+    console.print(f"whistleloop {package_version('whistleloop')}")
+
+
+@app.command()
+def reference(
+    part: Annotated[
+        ReferencePart, typer.Argument(help="Which table to print.")
+    ] = ReferencePart.ALL,
+) -> None:
+    """Print the shipped reference data: departments and liaisons, the duty list, streets."""
+    ref = load_reference()
+    tables = {
+        ReferencePart.DEPARTMENTS: render.departments_table,
+        ReferencePart.DUTY_ITEMS: render.duty_items_table,
+        ReferencePart.STREETS: render.streets_table,
+    }
+    for name, build in tables.items():
+        if part in (ReferencePart.ALL, name):
+            console.print(build(ref))
+
+
+@store_app.command("init")
+def store_init() -> None:
+    """Create the event-store tables and publish the shipped duty list. Safe to run again.
+
+    The store is SQLite under ./var by default, or PostgreSQL at WL_DATABASE_URL.
+    """
+    settings = get_settings()
+    with _service() as service:
+        version = service.publish_duty_list()
+    console.print(f"event store ready: {redact(settings.event_store_url())}")
+    console.print(f"duty list version {version} published")
+
+
+@store_app.command("stats")
+def store_stats_command(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Count the stored events by type, the cases and the last notification id."""
+    settings = get_settings()
+    with _service() as service:
+        stats = store_stats(service, settings)
+    if as_json:
+        typer.echo(json.dumps(asdict(stats), ensure_ascii=False, indent=2))
+        return
+    console.print(f"store: {stats.url}")
+    console.print(
+        f"cases: {stats.cases}  events: {stats.events}  last id: {stats.last_notification_id}"
+    )
+    for topic, count in stats.by_topic.items():
+        console.print(f"  {topic:<48} {count:>8}")
+
+
+@app.command()
+def demo() -> None:
+    """Run one scripted case through the whole closed loop and print its history.
+
+    Initialises the store first. The case goes report → accept → whistle → report in → handle →
+    rework → handle → close → rate, with a clock that starts two days ago.
+    """
+    clock = demo_clock(SystemClock().now())
+    with _service(clock) as service:
+        service.publish_duty_list()
+        case_id = run_demo_case(service, clock)
+        history = service.history(case_id)
+        case = service.case(case_id)
+    console.print(render.history_table(history))
+    console.print(
+        f"case {case_id}: status {case['status']} (stage {case['stage']}), "
+        f"{len(history)} events, rework {case['rework_count']}×, "
+        f"resident {case['resident_rating']['satisfaction']}, street scores {case['street_scores']}"
+    )
+    console.print(
+        f"store: {redact(get_settings().event_store_url())} — try `whistleloop store stats`"
+    )
+
+
+@app.command()
+def bench(
+    quick: Annotated[
+        bool, typer.Option(help="A short run (fewer operations) for a smoke check.")
+    ] = False,
+    ops: Annotated[
+        int, typer.Option(help="Operations per measurement (default 3000, quick 600).")
+    ] = 0,
+    postgres_url: Annotated[
+        str,
+        typer.Option(help="PostgreSQL to measure on; empty skips it.", envvar="WL_BENCH_PG_URL"),
+    ] = "postgresql+psycopg://postgres@127.0.0.1:5432/test",
+    output: Annotated[Path, typer.Option(help="Markdown report to write.")] = Path(
+        "docs/BENCHMARKS.md"
+    ),
+) -> None:
+    """Measure CaseService commands against raw event-store appends, on SQLite and PostgreSQL.
+
+    Both rates come from the same run on the same backend; the ratios go to docs/BENCHMARKS.md
+    (and a .json beside it).
+    """
+    from infra.bench import run_benchmarks
+
+    run_benchmarks(ops=ops or (600 if quick else 3000), postgres_url=postgres_url, output=output)
+
+
+@contextmanager
+def _service(clock: Clock | None = None) -> Iterator[CaseService]:
+    """Opens the configured store; turns domain and database errors into one clear line."""
+    service = None
+    try:
+        service = open_service(get_settings(), clock)
+        yield service
+    except DomainError as error:
+        _fail(f"{error.code}: {error.message('en')} / {error.message('zh')}")
+    except SQLAlchemyError as error:
+        _fail(
+            f"event store unavailable ({redact(get_settings().event_store_url())}): {error.args[0]}"
+        )
+    finally:
+        if service is not None:
+            service.close()
+
+
+def _fail(message: str) -> None:
+    console.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(code=1)
+
+
+def main() -> None:
+    app()
