@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
+import sqlalchemy
 
 from domain.actors import Actor
 from domain.calendar import HolidayTable, TableHolidayProvider, WeekendsOnly, WorkingCalendar
 from domain.clock import ManualClock
 from domain.reference import ReferenceData, load_reference
+from infra.settings import Settings
+from tests.stores import connect_pg, pg_schema_settings
 
 #: A Monday morning in Beijing (09:00 +08:00), clear of holidays.
 START = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)
@@ -46,3 +51,19 @@ def actors() -> dict[str, Actor]:
         "zj": Actor.of("department", "zj"),
         "sthj": Actor.of("department", "sthj"),
     }
+
+
+@pytest.fixture(scope="session")
+def pg_engine() -> Iterator[sqlalchemy.Engine]:
+    engine = connect_pg()
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Settings]:
+    """Settings for an empty event store of each kind; every test gets its own."""
+    if request.param == "sqlite":
+        yield Settings(var_dir=tmp_path / "var")
+    else:
+        yield from pg_schema_settings(request.getfixturevalue("pg_engine"))
