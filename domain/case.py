@@ -316,8 +316,19 @@ class Case(Aggregate):
             case.pending_handoff = {"from": self.from_department, "to": self.to_department}
             case.status = Status.WHISTLED
 
-    def hand_off(self, actor: Actor, at: datetime, to_department: str, reason: str) -> None:
-        """移交: the lead says the matter is not its own and names who it belongs to."""
+    def hand_off(
+        self,
+        actor: Actor,
+        at: datetime,
+        to_department: str,
+        reason: str,
+        *,
+        item: DutyItem | None = None,
+    ) -> None:
+        """移交: the lead says the matter is not its own and names who it belongs to.
+
+        The receiver answers within the case's item's response limit, as the whistled lead had to.
+        """
         dept = self._require_department(actor)
         require_status(self, Status.WHISTLED, Status.IN_HANDLING)
         if dept != self.lead_department:
@@ -338,7 +349,7 @@ class Case(Aggregate):
             from_department=dept,
             to_department=to_department,
             reason=reason,
-            response_deadline=at + response_limit(Urgency(self.urgency), None),
+            response_deadline=at + response_limit(Urgency(self.urgency), item),
         )
 
     class HandOffDisputed(Event):
@@ -388,9 +399,18 @@ class Case(Aggregate):
             case.status = Status.IN_HANDLING if reported else Status.WHISTLED
 
     def determine_responsibility(
-        self, actor: Actor, at: datetime, department: str, basis: str
+        self,
+        actor: Actor,
+        at: datetime,
+        department: str,
+        basis: str,
+        *,
+        item: DutyItem | None = None,
     ) -> None:
-        """责任认定: the command centre settles a disputed hand-off; its word is final."""
+        """责任认定: the command centre settles a disputed hand-off; its word is final.
+
+        A department new to the case answers within the case's item's response limit.
+        """
         if actor.role is not Role.COMMAND_CENTRE:
             raise WrongActor(
                 "command_centre_only", "仅指挥中心可认定责任", "only the command centre"
@@ -406,7 +426,7 @@ class Case(Aggregate):
             disputed_by=self.pending_handoff["to"],
             handed_off_by=self.pending_handoff["from"],
             basis=basis,
-            response_deadline=at + response_limit(Urgency(self.urgency), None),
+            response_deadline=at + response_limit(Urgency(self.urgency), item),
         )
 
     class ConsultationHeld(Event):

@@ -162,7 +162,10 @@ class CaseService(Application[UUID]):
     def hand_off(self, case_id: UUID, actor: Actor, to_department: str, reason: str) -> int:
         self.reference.department(to_department)
         return self._update(
-            case_id, lambda case, at: case.hand_off(actor, at, to_department, reason)
+            case_id,
+            lambda case, at: case.hand_off(
+                actor, at, to_department, reason, item=self._item_of(case)
+            ),
         )
 
     def dispute_hand_off(self, case_id: UUID, actor: Actor, reason: str) -> int:
@@ -173,7 +176,10 @@ class CaseService(Application[UUID]):
     ) -> int:
         self.reference.department(department)
         return self._update(
-            case_id, lambda case, at: case.determine_responsibility(actor, at, department, basis)
+            case_id,
+            lambda case, at: case.determine_responsibility(
+                actor, at, department, basis, item=self._item_of(case)
+            ),
         )
 
     def hold_consultation(
@@ -416,6 +422,8 @@ class CaseService(Application[UUID]):
 
     def _item_of(self, case: Case) -> DutyItem | None:
         """The case's item as the version it was whistled under had it."""
+        if case.duty_item is None:
+            return None
         return self._duty_list().item_in_version(case.duty_item, case.duty_list_version)
 
 
