@@ -29,6 +29,7 @@ from domain.case_rules import (
     SUPERVISION_COLOURS,
     Status,
     require_choice,
+    require_contact,
     require_status,
     require_text,
 )
@@ -81,6 +82,11 @@ class Case(Aggregate):
         require_text("title", fields["title"], 1, 200)
         require_text("description", fields["description"], 1, 4000)
         require_text("address", fields.get("address", ""), 0, 500)
+        if actor.role is Role.STREET and actor.id != fields["street"]:
+            raise WrongActor(
+                "other_street", "街乡只能上报本辖区问题", "a street reports its own area"
+            )
+        require_contact(fields.get("contact"))
         return cls._create(
             cls.CaseReported,
             id=case_id,

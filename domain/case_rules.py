@@ -79,3 +79,23 @@ def require_text(field: str, value: object, shortest: int, longest: int) -> None
             f"{field} must be text of {shortest}–{longest} characters",
             field=field,
         )
+
+
+CONTACT_FIELDS = ("name", "phone", "email")
+
+
+def require_contact(contact: object) -> None:
+    """Resident contact data: a few short strings, nothing else (it is encrypted at rest later)."""
+    if contact is None:
+        return
+    if (
+        not isinstance(contact, dict)
+        or not set(contact) <= set(CONTACT_FIELDS)
+        or not all(isinstance(v, str) and len(v) <= 100 for v in contact.values())
+    ):
+        raise InvalidInput(
+            "invalid_contact",
+            "联系方式须为姓名、电话、邮箱（各不超过 100 字）",
+            f"contact takes {', '.join(CONTACT_FIELDS)} as text of at most 100 characters",
+            field="contact",
+        )
