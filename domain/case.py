@@ -398,10 +398,14 @@ class Case(Aggregate):
                 case.obligations[self.department] = _obligation(
                     "lead", self.timestamp, self.response_deadline
                 )
-            case.obligations[self.department].update(active=True, role="lead")
+            obligation = case.obligations[self.department]
+            obligation.update(active=True, role="lead")
+            reported = obligation["reported_in_at"] is not None
+            if not reported:
+                # Its old deadline ran while it could not (or need not) report in: the clock restarts.
+                obligation["response_deadline"] = self.response_deadline
             case.lead_department = self.department
             case.pending_handoff = None
-            reported = case.obligations[self.department]["reported_in_at"] is not None
             case.status = Status.IN_HANDLING if reported else Status.WHISTLED
 
     def determine_responsibility(
@@ -813,7 +817,10 @@ class Case(Aggregate):
         if duty is None or not duty["active"] or Status(self.status) not in OPEN_STATUSES:
             return None
         if obligation == "response":
-            return None if duty["reported_in_at"] else duty["response_deadline"]
+            if duty["reported_in_at"] or self._awaits_determination(department):
+                return None
+            deadline: datetime = duty["response_deadline"]
+            return deadline
         if (
             obligation == "handling"
             and department == self.lead_department
@@ -821,6 +828,13 @@ class Case(Aggregate):
         ):
             return self.handling_deadline
         return None
+
+    def _awaits_determination(self, department: str) -> bool:
+        """A department disputing a hand-off may not report in: its response clock is paused."""
+        handoff = self.pending_handoff
+        return (
+            self.status == Status.DISPUTED and handoff is not None and handoff["to"] == department
+        )
 
     def _require_street(self, actor: Actor) -> None:
         """The case's own street, or the command centre acting for the district."""

@@ -109,11 +109,12 @@ class DutyList(Aggregate):
         """动态调整: add, change or retire items from `effective` on; returns the new version."""
         _require_command_centre(actor)
         current = self.versions[-1]
-        if effective.isoformat() < current["effective_date"]:
+        today = at.astimezone(CHINA_TZ).date()
+        if effective.isoformat() < max(current["effective_date"], today.isoformat()):
             raise IllegalState(
                 "revision_predates_current",
-                "调整生效日期早于现行版本",
-                "a revision cannot predate the list",
+                "调整生效日期不得早于今日或现行版本",
+                "a revision takes effect today or later, and not before the list in force",
             )
         if not (added or changed or retired) or not reason.strip():
             raise InvalidInput(
@@ -179,7 +180,11 @@ class DutyList(Aggregate):
         for listed in self.versions:
             if listed["version"] == version and code in listed["items"]:
                 return DutyItem.from_state(listed["items"][code])
-        return None
+        raise IllegalState(
+            "unknown_duty_item_version",
+            f"职责清单第 {version} 版无事项 {code}",
+            f"duty list version {version} has no item {code}",
+        )
 
 
 def _require_command_centre(actor: Actor) -> None:
@@ -190,6 +195,14 @@ def _require_command_centre(actor: Actor) -> None:
 
 
 def _check_codes(codes: list[str], ok: Any, code: str, zh: str, en: str) -> None:
+    repeated = sorted({c for c in codes if codes.count(c) > 1})
+    if repeated:
+        raise InvalidInput(
+            "item_repeated",
+            f"同一事项在一次调整中出现多次：{', '.join(repeated)}",
+            f"an item appears more than once in one revision: {', '.join(repeated)}",
+            items=repeated,
+        )
     bad = [c for c in codes if not ok(c)]
-    if bad or len(set(codes)) != len(codes):
+    if bad:
         raise InvalidInput(code, f"{zh}：{', '.join(bad)}", f"{en}: {', '.join(bad)}", items=bad)

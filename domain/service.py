@@ -12,7 +12,6 @@ from collections.abc import Callable, Mapping
 from contextlib import suppress
 from datetime import datetime
 from threading import Lock
-from time import monotonic
 from typing import Any, ClassVar, cast
 from uuid import UUID
 
@@ -42,8 +41,6 @@ class ConcurrentModification(IllegalState):
 class CaseService(Application[UUID]):
     name = "whistleloop"  # table names: whistleloop_events, whistleloop_snapshots
     max_attempts: ClassVar[int] = 5
-    #: Seconds between checks for duty-list revisions stored by other processes.
-    duty_list_refresh: ClassVar[float] = 1.0
 
     def __init__(
         self,
@@ -59,7 +56,7 @@ class CaseService(Application[UUID]):
         self.calendar = calendar or WorkingCalendar(TableHolidayProvider(HolidayTable.shipped()))
         self.duty_list_id = DutyList.id_for(self.reference.district)
         self._duty_list_lock = Lock()
-        self._duty_list_memo: tuple[DutyList | None, float] = (None, 0.0)
+        self._shared_duty_list: DutyList | None = None
 
     # --- intake -------------------------------------------------------------------------------
 
@@ -117,6 +114,10 @@ class CaseService(Application[UUID]):
         note: str = "",
         duplicate_of: UUID | None = None,
     ) -> int:
+        if duplicate_of == case_id:
+            raise InvalidInput(
+                "duplicate_of_self", "案件不能与自身重复", "a case cannot duplicate itself"
+            )
         if duplicate_of is not None:
             self._get(duplicate_of)
         other = str(duplicate_of) if duplicate_of else None
@@ -286,16 +287,16 @@ class CaseService(Application[UUID]):
         for item in [*revision.get("added", ()), *revision.get("changed", ())]:
             for dept in item.departments:
                 self.reference.department(dept)
-        self._evict(self.duty_list_id)
-        duty_list = self._load_duty_list(None)  # the stored state, not this process's memo
-        version = duty_list.revise(actor, self.clock.now(), **revision)
-        try:
-            self.save(duty_list)
-        except IntegrityError:
-            raise _concurrent() from None
-        with self._duty_list_lock:
-            self._duty_list_memo = (duty_list, monotonic())
-        return version
+        for _attempt in range(self.max_attempts):
+            self._evict(self.duty_list_id)
+            duty_list = self._load_duty_list(None)  # the stored state, never the shared copy
+            version = duty_list.revise(actor, self.clock.now(), **revision)
+            try:
+                self.save(duty_list)
+            except IntegrityError:
+                continue  # another revision won the race: judge this one on the new list
+            return version
+        raise _concurrent()
 
     def duty_items(self, at: datetime | None = None) -> tuple[int, list[DutyItem]]:
         version, items = self._duty_list().version_at(at or self.clock.now())
@@ -309,8 +310,15 @@ class CaseService(Application[UUID]):
             case = self._get(case_id)
             self._catch_up(case)
             return case.public_state()
+        if as_of.tzinfo is None:
+            raise InvalidInput(
+                "invalid_as_of", "时间须带时区", "as_of needs a time zone", field="as_of"
+            )
+        events = self._stored_events(case_id)
+        if not events:
+            raise NotFound("case_not_found", "案件不存在", f"no case {case_id}")
         version = 0
-        for event in self._stored_events(case_id):
+        for event in events:
             if event.timestamp > as_of:
                 break
             version = event.originator_version
@@ -371,20 +379,14 @@ class CaseService(Application[UUID]):
                 cache.get(aggregate_id, evict=True)
 
     def _duty_list(self) -> DutyList:
-        """The duty list, caught up with revisions stored by other processes.
+        """The duty list, caught up with every revision in the store (other processes' too).
 
-        Reads share one in-memory copy (never mutated by commands) rather than deep-copying its
-        ~70 items per whistle, and ask the store for newer revisions at most every
-        `duty_list_refresh` seconds: a revision made elsewhere is seen within that interval (this process's own are seen at once). Revisions
-        carry an effective date, so the delay never changes which version a whistle falls under
-        except in the seconds around midnight of the effective date.
+        Whistles share one in-memory copy (commands never mutate it) instead of deep-copying its
+        ~70 items each time; one indexed query per use asks for revisions stored since.
         """
         with self._duty_list_lock:
-            duty_list, checked = self._duty_list_memo
-            if duty_list is None or monotonic() - checked >= self.duty_list_refresh:
-                duty_list = self._load_duty_list(duty_list)
-                self._duty_list_memo = (duty_list, monotonic())
-        return duty_list
+            self._shared_duty_list = self._load_duty_list(self._shared_duty_list)
+            return self._shared_duty_list
 
     def _load_duty_list(self, known: DutyList | None) -> DutyList:
         if known is None:
