@@ -140,7 +140,7 @@ def bench(
         bool, typer.Option(help="A short run (fewer operations) for a smoke check.")
     ] = False,
     ops: Annotated[
-        int, typer.Option(help="Operations per measurement (default 3000, quick 600).")
+        int, typer.Option(help="Operations per measurement (default 5000, quick 600).")
     ] = 0,
     postgres_url: Annotated[
         str,
@@ -157,7 +157,7 @@ def bench(
     """
     from infra.bench import run_benchmarks
 
-    run_benchmarks(ops=ops or (600 if quick else 3000), postgres_url=postgres_url, output=output)
+    run_benchmarks(ops=ops or (600 if quick else 5000), postgres_url=postgres_url, output=output)
 
 
 @contextmanager

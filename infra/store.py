@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from uuid import UUID
 
-from sqlalchemy import text
+from sqlalchemy import literal, select, text
 from sqlalchemy.engine import Engine
 
 from domain.clock import Clock
@@ -31,11 +32,29 @@ def event_store_env(settings: Settings) -> dict[str, str]:
     return env
 
 
+class SqlCaseService(CaseService):
+    """CaseService with a lean SQL answer to "anything newer?" (asked on every whistle).
+
+    Loading events through the library's ORM path costs about a millisecond of Python even when
+    nothing is found; one Core `SELECT … LIMIT 1` costs a fraction of that.
+    """
+
+    def has_newer_events(self, aggregate_id: UUID, version: int) -> bool:
+        table = self.recorder.events_record_cls.__table__  # type: ignore[attr-defined]
+        query = (
+            select(literal(1))
+            .where(table.c.originator_id == aggregate_id, table.c.originator_version > version)
+            .limit(1)
+        )
+        with engine_of(self).connect() as conn:
+            return conn.execute(query).first() is not None
+
+
 def open_service(settings: Settings, clock: Clock | None = None) -> CaseService:
     """A CaseService on the configured store; creates `var/` and the tables when missing."""
     if settings.is_sqlite:
         Path(settings.var_dir).mkdir(parents=True, exist_ok=True)
-    return CaseService(event_store_env(settings), clock=clock, calendar=china_calendar())
+    return SqlCaseService(event_store_env(settings), clock=clock, calendar=china_calendar())
 
 
 def engine_of(service: CaseService) -> Engine:
