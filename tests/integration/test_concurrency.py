@@ -385,3 +385,25 @@ def test_writer_processes_lose_nothing_and_repeat_nothing(
     assert len([o for o in done if o.token.endswith("-close")]) == PROCESSES * OWN_CASES
     state = _assert_consistent(service, store_settings, shared)
     assert state["obligations"][LEAD]["reported_in_at"] is not None
+
+
+def test_threads_of_one_service_share_its_cached_case_safely(
+    service: CaseService, clock: ManualClock, actors: dict[str, Actor]
+) -> None:
+    """Commands run on the cached object itself under a per-case lock: threads of one process
+    (a gateway's worker pool) must neither lose a command nor see each other's half-done work."""
+    case_id = drive(service, clock, actors, "in_handling").case_id
+    start = service.case(case_id)["version"]
+    street = actors["street"]
+
+    def consult(n: int) -> int:
+        return service.hold_consultation(case_id, street, (LEAD, ASSISTING), f"第{n}次会商方案")
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        versions = sorted(pool.map(consult, range(40)))
+    assert versions == list(range(start + 1, start + 41))
+    plans = [
+        e["payload"]["plan"] for e in service.history(case_id) if e["type"] == "ConsultationHeld"
+    ]
+    assert sorted(plans) == sorted(f"第{n}次会商方案" for n in range(40))
+    assert service.case(case_id)["consultations"] == 40
