@@ -56,9 +56,18 @@ class CaseService(Application[UUID]):
         self.calendar = calendar or WorkingCalendar(TableHolidayProvider(HolidayTable.shipped()))
         self.duty_list_id = DutyList.id_for(self.reference.district)
         self._duty_list_lock = Lock()
+        #: Called after every successful save; must be quick and must not raise.
+        self.after_save: list[Callable[[], None]] = []
         #: Striped locks: commands on one case in this process take turns on its cached object.
         self._case_locks = [Lock() for _ in range(64)]
         self._shared_duty_list: DutyList | None = None
+
+    def save(self, *objs: Any, **kwargs: Any) -> Any:
+        """Saves, then tells every `after_save` listener (e.g. the relay's nudge) that events landed."""
+        recordings = super().save(*objs, **kwargs)
+        for listener in self.after_save:
+            listener()
+        return recordings
 
     # --- intake -------------------------------------------------------------------------------
 

@@ -24,11 +24,33 @@ class Settings(BaseSettings):
     #: Seconds SQLite waits for a lock held by another process before failing.
     sqlite_timeout: float = 30.0
 
+    #: NATS server(s), comma-separated; empty means the embedded server on `nats_port`.
+    nats_url: str = ""
+    #: Port of the embedded nats-server (not 4222, so it never collides with a system NATS).
+    nats_port: int = 14222
+    #: Credentials of this process's service user when the server enforces accounts.
+    nats_user: str = ""
+    nats_password: str = ""
+    #: Read models' database; empty means SQLite at `<var_dir>/views.db`.
+    views_database_url: str = ""
+    #: Relay: notifications per batch, seconds between polls when no nudge comes, ack timeout.
+    relay_batch: int = 500
+    relay_poll_interval: float = 0.5
+    relay_ack_timeout: float = 10.0
+
     def event_store_url(self) -> str:
         if self.database_url:
             return self.database_url
         path = (self.var_dir / "events.db").resolve()
         return f"sqlite:///{path}?timeout={self.sqlite_timeout:g}"
+
+    def nats_servers(self) -> str:
+        return self.nats_url or f"nats://127.0.0.1:{self.nats_port}"
+
+    def views_url(self) -> str:
+        if self.views_database_url:
+            return self.views_database_url
+        return f"sqlite:///{(self.var_dir / 'views.db').resolve()}?timeout={self.sqlite_timeout:g}"
 
     @property
     def is_sqlite(self) -> bool:

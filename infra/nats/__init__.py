@@ -1,0 +1,1 @@
+"""NATS: the embedded server, connections, JetStream streams and consumers, accounts."""

@@ -1,0 +1,56 @@
+"""The JetStream streams of DESIGN.md, created idempotently (safe to run from every process)."""
+
+from __future__ import annotations
+
+import contextlib
+
+from nats.js import JetStreamContext
+from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+from nats.js.errors import BadRequestError, NotFoundError
+
+EVENTS_STREAM = "WL_EVENTS"
+DEPT_STREAM = "WL_DEPT"
+AUDIT_STREAM = "WL_AUDIT"
+
+EVENTS_SUBJECTS = "wl.ev.>"
+DEPT_SUBJECTS = "wl.dept.>"
+AUDIT_SUBJECTS = "wl.audit.>"
+
+#: Re-sends after a crash or fail-over land inside this window and are dropped by Nats-Msg-Id.
+DUPLICATE_WINDOW_SECONDS = 10 * 60
+
+
+def stream_configs(replicas: int = 1) -> list[StreamConfig]:
+    """Keep everything (limits retention, no age limit); the event log may not be deleted or purged."""
+    common = {
+        "retention": RetentionPolicy.LIMITS,
+        "storage": StorageType.FILE,
+        "discard": DiscardPolicy.OLD,
+        "num_replicas": replicas,
+        "duplicate_window": DUPLICATE_WINDOW_SECONDS,
+        "allow_direct": True,
+    }
+    return [
+        StreamConfig(
+            name=EVENTS_STREAM,
+            subjects=[EVENTS_SUBJECTS],
+            deny_delete=True,
+            deny_purge=True,
+            **common,  # type: ignore[arg-type]
+        ),
+        StreamConfig(name=DEPT_STREAM, subjects=[DEPT_SUBJECTS], deny_delete=True, **common),  # type: ignore[arg-type]
+        StreamConfig(name=AUDIT_STREAM, subjects=[AUDIT_SUBJECTS], deny_delete=True, **common),  # type: ignore[arg-type]
+    ]
+
+
+async def ensure_streams(js: JetStreamContext, replicas: int = 1) -> None:
+    """Creates the streams, or brings an existing one's config up to date."""
+    for config in stream_configs(replicas):
+        assert config.name is not None
+        try:
+            await js.stream_info(config.name)
+        except NotFoundError:
+            await js.add_stream(config)
+            continue
+        with contextlib.suppress(BadRequestError):  # e.g. replicas that cannot change in place
+            await js.update_stream(config)
