@@ -160,6 +160,45 @@ def bench(
     run_benchmarks(ops=ops or (600 if quick else 5000), postgres_url=postgres_url, output=output)
 
 
+@app.command()
+def relay() -> None:
+    """Relay stored events onto NATS JetStream (WL_EVENTS), in order, exactly once.
+
+    Only one relay is active per store (a lock); start more as standbys. Stops on Ctrl-C/SIGTERM.
+    """
+    from infra.relay import main as run_relay
+
+    run_relay(get_settings())
+
+
+@app.command()
+def project(
+    names: Annotated[
+        list[str] | None, typer.Argument(help="Projections to run (default: all).")
+    ] = None,
+) -> None:
+    """Run projectors: durable consumers of WL_EVENTS that keep the read models up to date."""
+    from projections.cli import run_projectors
+
+    run_projectors(get_settings(), names or [])
+
+
+@app.command("nats-config")
+def nats_config(
+    output: Annotated[Path, typer.Option(help="Where to write the server config.")] = Path(
+        "var/nats/accounts.conf"
+    ),
+) -> None:
+    """Write a nats-server config with the APP and DEPTS accounts and a user per department.
+
+    Passwords are generated, stored bcrypt-hashed in the config and in clear in a credentials
+    file beside it (mode 600) for the services and departments to use.
+    """
+    from infra.nats.accounts import write_config
+
+    write_config(get_settings(), output)
+
+
 @contextmanager
 def _service(clock: Clock | None = None) -> Iterator[CaseService]:
     """Opens the configured store; turns domain and database errors into one clear line."""

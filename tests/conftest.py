@@ -13,6 +13,7 @@ from domain.actors import Actor
 from domain.calendar import HolidayTable, TableHolidayProvider, WeekendsOnly, WorkingCalendar
 from domain.clock import ManualClock
 from domain.reference import ReferenceData, load_reference
+from infra.nats.server import NatsServer
 from infra.settings import Settings
 from tests.stores import connect_pg, pg_schema_settings
 
@@ -67,3 +68,11 @@ def store_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[S
         yield Settings(var_dir=tmp_path / "var")
     else:
         yield from pg_schema_settings(request.getfixturevalue("pg_engine"))
+
+
+@pytest.fixture
+def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
+    """A fresh nats-server (from the wheel) with JetStream on a free port; killed afterwards."""
+    server = NatsServer(tmp_path / "nats").start()
+    yield server
+    server.kill()
