@@ -18,6 +18,7 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/whistleloop demo
+	$(BIN)/whistleloop up --demo $(if $(DEMO_SECONDS),--duration $(DEMO_SECONDS),)
 
 test: $(STAMP)
 	$(BIN)/lint-imports --no-cache

@@ -161,6 +161,26 @@ def bench(
 
 
 @app.command()
+def up(
+    demo: Annotated[
+        bool, typer.Option(help="Move demo cases through the closed loop every 3 s.")
+    ] = False,
+    duration: Annotated[
+        float, typer.Option(help="Stop by itself after this many seconds (0: run until Ctrl-C).")
+    ] = 0.0,
+) -> None:
+    """Start the whole system on this machine and print events as they arrive.
+
+    Runs the embedded nats-server (unless WL_NATS_URL is set), the relay and the projectors as
+    supervised child processes (a crashed one is restarted with back-off); Ctrl-C or SIGTERM stops
+    them all. Logs go to var/logs/.
+    """
+    from infra.up import run_up
+
+    run_up(get_settings(), demo=demo, duration=duration or None, console=console)
+
+
+@app.command()
 def relay() -> None:
     """Relay stored events onto NATS JetStream (WL_EVENTS), in order, exactly once.
 

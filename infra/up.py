@@ -1,0 +1,138 @@
+"""`whistleloop up`: the whole system on one machine, supervised, until Ctrl-C or SIGTERM.
+
+Today that is the embedded nats-server (unless WL_NATS_URL names one), the relay and the projectors;
+later issues add the gateway, the SLA clock and the dashboard. With `--demo`, demo cases move through
+the closed loop every few seconds, and every event is printed as it arrives on WL_EVENTS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js.api import DeliverPolicy
+from rich.console import Console
+
+from domain.service import CaseService
+from infra.demo import LiveTraffic
+from infra.event_codec import HEADER_TOPIC
+from infra.nats.connection import connect
+from infra.nats.server import NatsServer, nats_server_binary, wait_for_port
+from infra.nats.streams import ensure_streams
+from infra.render import EVENT_LABELS, china_time
+from infra.settings import Settings
+from infra.store import open_service, redact
+from infra.supervisor import Child, Supervisor
+
+NUDGE_SUBJECT = "wl.relay.nudge"
+
+
+def children(settings: Settings) -> list[Child]:
+    """What `up` runs; every child gets the same settings through the environment."""
+    whistleloop = str(Path(sys.executable).with_name("whistleloop"))
+    env = {"WL_NATS_URL": settings.nats_servers(), "WL_VAR_DIR": str(settings.var_dir.resolve())}
+    found: list[Child] = []
+    if not settings.nats_url:
+        server = NatsServer(settings.var_dir / "nats", port=settings.nats_port, name="whistleloop")
+        server.store_dir.mkdir(parents=True, exist_ok=True)
+        server.config_path.write_text(server.config_text())
+        found.append(Child("nats", [str(nats_server_binary()), "-c", str(server.config_path)]))
+    found.append(Child("relay", [whistleloop, "relay"], env))
+    found.append(Child("projector", [whistleloop, "project"], env))
+    return found
+
+
+def run_up(settings: Settings, *, demo: bool, duration: float | None, console: Console) -> None:
+    settings.var_dir.mkdir(parents=True, exist_ok=True)
+    service = open_service(settings)
+    service.publish_duty_list()
+    supervisor = Supervisor(children(settings), settings.var_dir / "logs")
+    supervisor.start_all()
+    try:
+        if not settings.nats_url:
+            wait_for_port(settings.nats_port)
+        asyncio.run(_serve(settings, service, supervisor, demo, duration, console))
+    finally:
+        supervisor.stop_all()
+        service.close()
+        console.print("stopped: all processes ended")
+
+
+async def _serve(
+    settings: Settings,
+    service: CaseService,
+    supervisor: Supervisor,
+    demo: bool,
+    duration: float | None,
+    console: Console,
+) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    nc = await connect(settings.nats_servers(), name="whistleloop-up")
+    try:
+        await ensure_streams(nc.jetstream())
+        _print_banner(settings, supervisor, console)
+        await nc.jetstream().subscribe(
+            "wl.ev.>",
+            ordered_consumer=True,
+            deliver_policy=DeliverPolicy.NEW,
+            cb=lambda msg: _print_event(msg, console),
+        )
+        if demo:
+            service.after_save.append(lambda: _nudge(loop, nc))
+        await _watch(supervisor, LiveTraffic(service) if demo else None, stop, duration)
+    finally:
+        await nc.drain()
+
+
+async def _watch(
+    supervisor: Supervisor, traffic: LiveTraffic | None, stop: asyncio.Event, duration: float | None
+) -> None:
+    """Keeps children alive and (with --demo) moves demo cases every 3 s until stopped."""
+    ends = time.monotonic() + duration if duration else None
+    next_tick = time.monotonic()
+    while not stop.is_set() and (ends is None or time.monotonic() < ends):
+        supervisor.poll()
+        if traffic is not None and time.monotonic() >= next_tick:
+            await asyncio.to_thread(traffic.tick)
+            next_tick = time.monotonic() + 3.0
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=0.5)
+
+
+def _nudge(loop: asyncio.AbstractEventLoop, nc: Client) -> None:
+    """Called from the traffic thread after each save: wakes the relay at once."""
+    loop.call_soon_threadsafe(lambda: asyncio.ensure_future(nc.publish(NUDGE_SUBJECT, b"")))
+
+
+async def _print_event(msg: Msg, console: Console) -> None:
+    body = json.loads(msg.data)
+    kind = (msg.headers or {}).get(HEADER_TOPIC, "?").rsplit(".", 1)[-1]
+    actor = body.get("actor", {})
+    console.print(
+        f"{china_time(datetime.fromisoformat(body['timestamp']))}  #{msg.metadata.sequence.stream:<6}"
+        f" {EVENT_LABELS.get(kind, kind):<6} {kind:<20} {body['street']:<11}"
+        f" {body['aggregate_id'][:8]}  {actor.get('role', '')}:{actor.get('id', '')}"
+    )
+
+
+def _print_banner(settings: Settings, supervisor: Supervisor, console: Console) -> None:
+    console.print("[bold]whistleloop is up[/bold]")
+    console.print(f"  event store : {redact(settings.event_store_url())}")
+    console.print(
+        f"  NATS        : {settings.nats_servers()} (streams WL_EVENTS, WL_DEPT, WL_AUDIT)"
+    )
+    console.print(f"  processes   : {', '.join(c.name for c in supervisor.children)}")
+    console.print(f"  logs        : {settings.var_dir / 'logs'}")
+    console.print("  gateway, dashboard: not yet (issues 6 and 7)")
+    console.print("Events arriving on WL_EVENTS (Ctrl-C stops everything):")
