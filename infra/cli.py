@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
@@ -13,7 +12,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from sqlalchemy.exc import SQLAlchemyError
 
 from domain.clock import Clock, SystemClock
@@ -25,6 +23,7 @@ from infra.demo import demo_clock, run_demo_case
 from infra.logs import configure_logging
 from infra.settings import get_settings
 from infra.store import open_service, redact, store_stats
+from infra.terminal import wide_console
 
 app = typer.Typer(
     help="whistleloop — 街乡吹哨、部门报到: event-sourced case tracking for the street–department "
@@ -34,8 +33,7 @@ app = typer.Typer(
 )
 store_app = typer.Typer(help="The event store: create it, inspect it.", no_args_is_help=True)
 app.add_typer(store_app, name="store")
-#: Wide enough for the Chinese tables when output is piped (no terminal to ask).
-console = Console(width=shutil.get_terminal_size((160, 40)).columns)
+console = wide_console()
 
 
 class ReferencePart(StrEnum):
@@ -155,9 +153,11 @@ def bench(
     Both rates come from the same run on the same backend; the ratios go to docs/BENCHMARKS.md
     (and a .json beside it).
     """
-    from infra.bench import run_benchmarks
+    from infra.benchmarks.report import write_report
+    from infra.benchmarks.store import store_section
 
-    run_benchmarks(ops=ops or (600 if quick else 5000), postgres_url=postgres_url, output=output)
+    sections = [store_section(ops or (600 if quick else 5000), postgres_url)]
+    write_report(sections, postgres_url, output)
 
 
 @app.command()

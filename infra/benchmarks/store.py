@@ -1,68 +1,47 @@
-"""`whistleloop bench`: the event store's command rate against the raw append rate, same run, same store.
-
-A figure means little on its own on a shared 2-core machine, so every rate is reported next to a
-raw limit measured moments before on the same backend: `eventsourcing`'s own single-event insert.
-"""
+"""The event store's command rate against `eventsourcing`'s own single-event insert, same run."""
 
 from __future__ import annotations
 
-import json
-import os
-import platform
-import sqlite3
 import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from importlib.metadata import version
 from pathlib import Path
 
 import sqlalchemy
 from eventsourcing.persistence import StoredEvent
-from rich.console import Console
-from rich.table import Table
 
 from domain.actors import Actor
 from domain.clock import ManualClock
 from domain.service import CaseService
+from infra.benchmarks.report import Result, Section, print_section
 from infra.settings import Settings
-from infra.store import open_service, redact
+from infra.store import open_service
 
 TARGET_RATIO = 0.70
 #: Each measure runs in this many interleaved rounds; the best round counts (the least disturbed).
 ROUNDS = 5
-console = Console()
 
 
-@dataclass(frozen=True)
-class Result:
-    backend: str
-    measure: str
-    ops: int
-    per_second: float
-    reference: str
-    reference_per_second: float
-
-    @property
-    def ratio(self) -> float:
-        return self.per_second / self.reference_per_second
-
-
-def run_benchmarks(ops: int, postgres_url: str, output: Path) -> list[Result]:
+def store_section(ops: int, postgres_url: str) -> Section:
+    """CaseService commands against raw appends, on SQLite and (if given) PostgreSQL."""
     results: list[Result] = []
     backends: list[tuple[str, Callable[[], Iterator[Settings]]]] = [("SQLite", _sqlite)]
     if postgres_url:
         backends.append(("PostgreSQL", lambda: _postgres(postgres_url)))
     for name, make in backends:
-        console.print(f"[bold]{name}[/bold]: {ops} operations per measurement")
         with contextmanager(make)() as settings:
             results += _measure_backend(name, settings, ops)
-    _print(results)
-    _write(results, ops, postgres_url, output)
-    return results
+    section = Section(
+        "Event store (issue 3)",
+        f"CaseService commands ≥ {TARGET_RATIO:.0%} of the raw single-event append rate.",
+        _NOTES,
+        results,
+    )
+    print_section(section)
+    return section
 
 
 def _measure_backend(backend: str, settings: Settings, ops: int) -> list[Result]:
@@ -90,15 +69,31 @@ def _measure_backend(backend: str, settings: Settings, ops: int) -> list[Result]
     ref = "raw append (1 event/tx)"
     return [
         Result(backend, ref, ops, raw, ref, raw),
-        Result(backend, "CaseService.report (new case)", ops, report, ref, raw),
-        Result(backend, "CaseService closed-loop commands (existing cases)", ops, mix, ref, raw),
+        Result(backend, "CaseService.report (new case)", ops, report, ref, raw, TARGET_RATIO),
+        Result(
+            backend,
+            "CaseService closed-loop commands (existing cases)",
+            ops,
+            mix,
+            ref,
+            raw,
+            TARGET_RATIO,
+        ),
         *[
             Result(
                 backend, f"  of which {name}", ops // len(STEP_NAMES), max(rates[name]), ref, raw
             )
             for name in STEP_NAMES
         ],
-        Result(backend, "CaseService.hold_consultation (hot case)", ops, consult_rate, ref, raw),
+        Result(
+            backend,
+            "CaseService.hold_consultation (hot case)",
+            ops,
+            consult_rate,
+            ref,
+            raw,
+            TARGET_RATIO,
+        ),
         Result(
             backend,
             "closed-loop commands, aggregate cache off",
@@ -204,80 +199,6 @@ def _postgres(url: str) -> Iterator[Settings]:
         with engine.connect() as conn:
             conn.execute(sqlalchemy.text(f'DROP SCHEMA "{schema}" CASCADE'))
         engine.dispose()
-
-
-def _print(results: list[Result]) -> None:
-    table = Table(title="event store benchmark")
-    for column in ("backend", "measure", "ops/s", "raw ops/s", "ratio"):
-        table.add_column(column)
-    for r in results:
-        table.add_row(
-            r.backend,
-            r.measure,
-            f"{r.per_second:,.0f}",
-            f"{r.reference_per_second:,.0f}",
-            f"{r.ratio:.0%}",
-        )
-    console.print(table)
-
-
-def _environment(postgres_url: str) -> dict[str, str]:
-    env = {
-        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}",
-        "python": platform.python_version(),
-        "sqlite": sqlite3.sqlite_version,
-    }
-    for package in ("eventsourcing", "eventsourcing-sqlalchemy", "sqlalchemy", "psycopg"):
-        env[package] = version(package)
-    if postgres_url:
-        engine = sqlalchemy.create_engine(postgres_url)
-        with engine.connect() as conn:
-            env["postgresql"] = str(conn.execute(sqlalchemy.text("SHOW server_version")).scalar())
-        engine.dispose()
-        env["postgresql_url"] = redact(postgres_url)
-    return env
-
-
-def _write(results: list[Result], ops: int, postgres_url: str, output: Path) -> None:
-    env = _environment(postgres_url)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    data = {"environment": env, "target_ratio": TARGET_RATIO, "ops": ops, "results": []}
-    data["results"] = [asdict(r) | {"ratio": round(r.ratio, 3)} for r in results]
-    output.with_suffix(".json").write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
-    output.write_text(_markdown(results, env), encoding="utf-8")
-    console.print(f"wrote {output} and {output.with_suffix('.json')}")
-
-
-def _markdown(results: list[Result], env: dict[str, str]) -> str:
-    lines = [
-        "# Benchmarks",
-        "",
-        "Written by `make bench` (`whistleloop bench`); do not edit by hand. Every rate stands next to",
-        "the raw limit measured in the same run on the same backend, and the ratio between them is the",
-        "figure that matters on a shared machine. Timing is never asserted in tests.",
-        "",
-        "## Environment",
-        "",
-        *[f"- {key}: {value}" for key, value in env.items()],
-        "",
-        "## Event store (issue 3)",
-        "",
-        f"Target: CaseService commands ≥ {TARGET_RATIO:.0%} of the raw single-event append rate.",
-        "",
-        "| backend | measure | ops | ops/s | raw limit | raw ops/s | ratio | target |",
-        "|---|---|---:|---:|---|---:|---:|---|",
-    ]
-    for r in results:
-        met = "" if r.measure == r.reference else ("met" if r.ratio >= TARGET_RATIO else "missed")
-        if "cache off" in r.measure or "of which" in r.measure:
-            met = "(for comparison)"
-        lines.append(
-            f"| {r.backend} | {r.measure} | {r.ops} | {r.per_second:,.0f} | {r.reference} "
-            f"| {r.reference_per_second:,.0f} | {r.ratio:.0%} | {met} |"
-        )
-    lines += ["", _NOTES, ""]
-    return "\n".join(lines)
 
 
 _NOTES = """### How it is measured

