@@ -21,6 +21,7 @@ import os
 from abc import ABC, abstractmethod
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 import sqlalchemy
 from sqlalchemy import text
@@ -81,7 +82,7 @@ class LeaderLock(ABC):
             log.warning("leader lock check failed: %s", error, extra={"lock": self.name})
             return False
 
-    def __enter__(self) -> LeaderLock:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(
