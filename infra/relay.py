@@ -190,7 +190,7 @@ class Relay:
             js = RefusalAwareJetStream(
                 nc, publish_async_max_pending=max(4000, 2 * self.settings.relay_batch)
             )
-            await ensure_streams(js)
+            await ensure_streams(js, self.settings.nats_replicas)
             await nc.subscribe(NUDGE_SUBJECT, cb=self._on_nudge)
             with self._lock or leader_lock(self.settings, self.service) as lock:
                 while not stop.is_set() and await lock.acquire(stop):

@@ -28,6 +28,8 @@ class Settings(BaseSettings):
     nats_url: str = ""
     #: Port of the embedded nats-server (not 4222, so it never collides with a system NATS).
     nats_port: int = 14222
+    #: Replicas of the JetStream streams when this process creates them (3 in a cluster).
+    nats_replicas: int = 1
     #: Credentials of this process's service user when the server enforces accounts.
     nats_user: str = ""
     nats_password: str = ""

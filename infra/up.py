@@ -80,7 +80,7 @@ async def _serve(
         loop.add_signal_handler(signum, stop.set)
     nc = await connect(settings.nats_servers(), name="whistleloop-up")
     try:
-        await ensure_streams(nc.jetstream())
+        await ensure_streams(nc.jetstream(), settings.nats_replicas)
         _print_banner(settings, supervisor, console)
         await nc.jetstream().subscribe(
             "wl.ev.>",

@@ -44,13 +44,18 @@ def stream_configs(replicas: int = 1) -> list[StreamConfig]:
 
 
 async def ensure_streams(js: JetStreamContext, replicas: int = 1) -> None:
-    """Creates the streams, or brings an existing one's config up to date."""
+    """Creates the streams, or brings an existing one's config up to date.
+
+    Never lowers an existing stream's replica count: a process started without the cluster's
+    setting must not quietly turn an R3 stream into R1.
+    """
     for config in stream_configs(replicas):
         assert config.name is not None
         try:
-            await js.stream_info(config.name)
+            info = await js.stream_info(config.name)
         except NotFoundError:
             await js.add_stream(config)
             continue
-        with contextlib.suppress(BadRequestError):  # e.g. replicas that cannot change in place
+        config.num_replicas = max(replicas, info.config.num_replicas or 1)
+        with contextlib.suppress(BadRequestError):  # e.g. a change the server cannot make in place
             await js.update_stream(config)
