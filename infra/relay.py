@@ -53,14 +53,13 @@ from infra.event_codec import (
 from infra.leader import LeaderLock, leader_lock
 from infra.logs import configure_logging
 from infra.nats.connection import connect
-from infra.nats.streams import EVENTS_STREAM, EVENTS_SUBJECTS, ensure_streams
+from infra.nats.streams import EVENTS_STREAM, EVENTS_SUBJECTS, NUDGE_SUBJECT, ensure_streams
 from infra.settings import Settings
 from infra.store import open_service
 
 log = logging.getLogger(__name__)
 
 #: Core-NATS subject anyone may publish an empty message to after committing events.
-NUDGE_SUBJECT = "wl.relay.nudge"
 HEADER_EXPECTED_LAST_SEQUENCE = "Nats-Expected-Last-Sequence"
 CASE_TOPIC_PREFIX = "whistleloop.case."
 #: Cases whose street the relay remembers; older ones are read back from the store when needed.

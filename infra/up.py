@@ -16,7 +16,6 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js.api import DeliverPolicy
 from rich.console import Console
@@ -27,12 +26,11 @@ from infra.event_codec import HEADER_TOPIC
 from infra.nats.connection import connect
 from infra.nats.server import NatsServer, nats_server_binary, wait_for_port
 from infra.nats.streams import ensure_streams
+from infra.relay import Nudger
 from infra.render import EVENT_LABELS, china_time
 from infra.settings import Settings
 from infra.store import open_service, redact
 from infra.supervisor import Child, Supervisor
-
-NUDGE_SUBJECT = "wl.relay.nudge"
 
 
 def children(settings: Settings) -> list[Child]:
@@ -89,7 +87,7 @@ async def _serve(
             cb=lambda msg: _print_event(msg, console),
         )
         if demo:
-            service.after_save.append(lambda: _nudge(loop, nc))
+            service.after_save.append(Nudger(nc, loop))
         await _watch(supervisor, LiveTraffic(service) if demo else None, stop, duration)
     finally:
         await nc.drain()
@@ -108,11 +106,6 @@ async def _watch(
             next_tick = time.monotonic() + 3.0
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=0.5)
-
-
-def _nudge(loop: asyncio.AbstractEventLoop, nc: Client) -> None:
-    """Called from the traffic thread after each save: wakes the relay at once."""
-    loop.call_soon_threadsafe(lambda: asyncio.ensure_future(nc.publish(NUDGE_SUBJECT, b"")))
 
 
 async def _print_event(msg: Msg, console: Console) -> None:

@@ -56,7 +56,8 @@ class NatsCluster:
         nc = await connect(self.url, name="cluster-probe")
         try:
             info = await nc.jetstream().stream_info(stream)
-            assert info.cluster is not None and info.cluster.leader is not None
+            assert info.cluster is not None
+            assert info.cluster.leader is not None
             return info.cluster.leader
         finally:
             await nc.close()

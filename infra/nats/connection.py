@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import nats
@@ -18,12 +19,18 @@ async def connect(
     user: str | None = None,
     password: str | None = None,
     inbox_prefix: str | None = None,
+    on_error: Callable[[Exception], Awaitable[None]] | None = None,
     **options: Any,
 ) -> Client:
-    """A client that reconnects without limit: processes outlive server restarts and fail-overs."""
+    """A client that reconnects without limit: processes outlive server restarts and fail-overs.
+
+    Errors are logged; `on_error` also sees them (permission denials arrive only this way).
+    """
 
     async def error_cb(error: Exception) -> None:
         log.warning("nats error: %s", error, extra={"client": name})
+        if on_error is not None:
+            await on_error(error)
 
     async def disconnected_cb() -> None:
         log.warning("nats disconnected", extra={"client": name})
@@ -31,7 +38,12 @@ async def connect(
     async def reconnected_cb() -> None:
         log.info("nats reconnected", extra={"client": name})
 
-    extra: dict[str, Any] = {}
+    extra: dict[str, Any] = {
+        "max_reconnect_attempts": -1,
+        "reconnect_time_wait": 0.5,
+        "connect_timeout": 3,
+        **options,
+    }
     if user is not None:
         extra.update(user=user, password=password)
     if inbox_prefix is not None:
@@ -39,12 +51,8 @@ async def connect(
     return await nats.connect(
         servers=url.split(","),
         name=name,
-        max_reconnect_attempts=-1,
-        reconnect_time_wait=0.5,
-        connect_timeout=3,
         error_cb=error_cb,
         disconnected_cb=disconnected_cb,
         reconnected_cb=reconnected_cb,
         **extra,
-        **options,
     )

@@ -16,6 +16,9 @@ EVENTS_SUBJECTS = "wl.ev.>"
 DEPT_SUBJECTS = "wl.dept.>"
 AUDIT_SUBJECTS = "wl.audit.>"
 
+#: Core-NATS subject (not a stream) that wakes the relay after a commit.
+NUDGE_SUBJECT = "wl.relay.nudge"
+
 #: Re-sends after a crash or fail-over land inside this window and are dropped by Nats-Msg-Id.
 DUPLICATE_WINDOW_SECONDS = 10 * 60
 
