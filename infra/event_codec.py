@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 from uuid import UUID
 
@@ -48,6 +49,17 @@ def _json_default(value: object) -> object:
     raise TypeError(f"not JSON: {type(value).__name__}")
 
 
+def _plain(value: Any) -> Any:
+    """JSON values only: what the body will say, without a dumps/loads round trip."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    return _json_default(value)
+
+
 def iso_utc(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
@@ -82,7 +94,8 @@ class EventEnvelope:
     def subject(self) -> str:
         return f"wl.ev.{self.street}.{self.aggregate_id}.{self.event_type}"
 
-    def body(self) -> bytes:
+    @cached_property
+    def body_bytes(self) -> bytes:
         return canonical_json(
             {
                 "notification_id": self.notification_id,
@@ -95,6 +108,10 @@ class EventEnvelope:
                 "payload": self.payload,
             }
         )
+
+    def body(self) -> bytes:
+        """The canonical JSON (computed once: the relay, hashing and checks all ask for it)."""
+        return self.body_bytes
 
     def headers(self) -> dict[str, str]:
         return {
@@ -117,7 +134,7 @@ class EventEnvelope:
             version=notification.originator_version,
             timestamp=iso_utc(event.timestamp),
             actor=dict(getattr(event, "actor", {})),
-            payload=json.loads(canonical_json(payload)),
+            payload=_plain(payload),
             street=street,
         )
 

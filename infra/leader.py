@@ -94,6 +94,22 @@ class LeaderLock(ABC):
         self.release()
 
 
+class NoLeaderLock(LeaderLock):
+    """A lock everybody holds at once: for a relay alone on a private store (benchmarks), or to show
+    what two relays that both think they lead do (tests)."""
+
+    name = "no lock"
+
+    def try_acquire(self) -> bool:
+        return True
+
+    def still_held(self) -> bool:
+        return True
+
+    def release(self) -> None:
+        pass
+
+
 class FileLeaderLock(LeaderLock):
     """An exclusive `flock` on a file; per open file, so it also excludes a second lock in-process."""
 

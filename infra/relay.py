@@ -174,6 +174,7 @@ class Relay:
         self.streets = CaseStreets(service, street_cache_size)
         self.stats = RelayStats()
         self._wake = asyncio.Event()
+        self._prefetched: tuple[int, asyncio.Future[list[EventEnvelope]]] | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
         """Connects, makes sure the streams exist, waits for leadership, relays until `stop`."""
@@ -270,7 +271,7 @@ class Relay:
 
     async def _relay_batch(self, js: JetStreamContext, resume: Resume) -> tuple[Resume, int]:
         """Publishes the notifications after `resume`; returns the new resume point and how many."""
-        envelopes = await asyncio.to_thread(self._next_envelopes, resume.notification_id)
+        envelopes = await self._read_after(resume.notification_id)
         if not envelopes:
             return resume, 0
         acks, failure = await self._publish_all(js, envelopes, resume)
@@ -318,6 +319,7 @@ class Relay:
                     )
                 )
                 previous = Resume(envelope.notification_id, 0)
+            self._prefetch(previous.notification_id)  # read the next batch while acks come back
             await asyncio.wait(futures, timeout=timeout)
             acks: list[PubAck] = []
             for envelope, future in zip(envelopes, futures, strict=True):
@@ -333,6 +335,28 @@ class Relay:
         finally:
             for future in futures:
                 future.cancel()  # frees the client's pending-ack slot of anything left hanging
+
+    def _prefetch(self, after: int) -> None:
+        if self._prefetched is None or self._prefetched[0] != after:
+            self._prefetched = (
+                after,
+                asyncio.ensure_future(asyncio.to_thread(self._next_envelopes, after)),
+            )
+
+    async def _read_after(self, after: int) -> list[EventEnvelope]:
+        """The batch after `after`: the one read ahead while the last acks came in, if it is full.
+
+        A read-ahead is a list of stored notifications after an id; the log only grows, so it is
+        never wrong, but it may be shorter than what the store holds by now (events committed since,
+        perhaps the very ones a nudge announced): only a full batch is taken as it is.
+        """
+        if self._prefetched is not None:
+            key, task = self._prefetched
+            self._prefetched = None
+            envelopes = await task
+            if key == after and len(envelopes) >= self.settings.relay_batch:
+                return envelopes
+        return await asyncio.to_thread(self._next_envelopes, after)
 
     def _next_envelopes(self, after: int) -> list[EventEnvelope]:
         """Reads and encodes the next batch (in a worker thread: it queries the store)."""

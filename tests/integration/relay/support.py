@@ -29,7 +29,7 @@ from domain.actors import Actor
 from domain.clock import ManualClock
 from domain.service import CaseService
 from infra.event_codec import DISTRICT_TOKEN, HEADER_NOTIFICATION, EventEnvelope
-from infra.leader import LeaderLock
+from infra.leader import NoLeaderLock
 from infra.nats.connection import connect
 from infra.nats.streams import EVENTS_STREAM, EVENTS_SUBJECTS
 from infra.relay import Relay
@@ -205,19 +205,7 @@ async def assert_stream_equals_log(url: str, service: CaseService) -> list[Strea
 # --- relays ------------------------------------------------------------------------------------
 
 
-class NoLock(LeaderLock):
-    """A lock every relay holds at once: what two relays that both think they lead look like."""
-
-    name = "no lock"
-
-    def try_acquire(self) -> bool:
-        return True
-
-    def still_held(self) -> bool:
-        return True
-
-    def release(self) -> None:
-        pass
+NoLock = NoLeaderLock
 
 
 @contextlib.asynccontextmanager
