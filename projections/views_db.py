@@ -1,0 +1,94 @@
+"""The read-model database: its engine, the shared `MetaData`, and the runner's own two tables.
+
+Read models live apart from the event store (`WL_VIEWS_DATABASE_URL`, default SQLite
+`<var_dir>/views.db` in WAL mode) so projector writes never block command writes. On PostgreSQL a schema
+is chosen with libpq's options in the URL (`?options=-csearch_path%3D<schema>`), which is how tests
+isolate themselves; every table here is unqualified and lands in that schema.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Engine,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    event,
+)
+from sqlalchemy.engine import make_url
+
+from infra.settings import Settings
+
+#: Every read-model table registers here, so `create_all` builds what the imported projections need.
+metadata = MetaData()
+
+#: One row per projection: how far it has applied, committed with the read model it describes.
+projection_tracking = Table(
+    "projection_tracking",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("last_notification_id", BigInteger, nullable=False, default=0),
+    Column("last_stream_seq", BigInteger, nullable=False, default=0),
+    Column("applied", BigInteger, nullable=False, default=0),
+    Column("ignored", BigInteger, nullable=False, default=0),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+#: One row per projection: running, or halted at a stream sequence it could not decode or apply.
+projection_status = Table(
+    "projection_status",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("state", String(16), nullable=False),  # 'running' | 'halted'
+    Column("halted_at_seq", BigInteger),
+    Column("halted_subject", Text),
+    Column("halted_notification_id", BigInteger),
+    Column("halted_case_id", String(64)),
+    Column("error", Text),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+#: Every sequence an operator told a projection to skip: a skipped event is a known divergence.
+projection_skips = Table(
+    "projection_skips",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("stream_seq", BigInteger, primary_key=True),
+    Column("notification_id", BigInteger),
+    Column("error", Text),
+    Column("skipped_at", DateTime(timezone=True), nullable=False),
+)
+
+
+def open_views_engine(settings: Settings) -> Engine:
+    """An engine on the read-model database; creates `var/` for the default SQLite file."""
+    url = make_url(settings.views_url())
+    if url.get_backend_name() != "sqlite":
+        return create_engine(url, pool_pre_ping=True)
+    if url.database and url.database != ":memory:":
+        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    # Batches are applied in worker threads (asyncio.to_thread), one connection per batch.
+    engine = create_engine(url, connect_args={"check_same_thread": False})
+    event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:
+    """WAL lets readers (gateway queries) run beside the projector's writes."""
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.close()
+
+
+def create_views_tables(engine: Engine) -> None:
+    """Creates every registered table that is missing (idempotent; safe from every process)."""
+    metadata.create_all(engine, checkfirst=True)

@@ -1,0 +1,1 @@
+"""Projector runner and dept_feeds against a real nats-server and real SQLite / PostgreSQL."""
