@@ -14,6 +14,7 @@ import signal
 import sys
 import time
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 
 from nats.aio.msg import Msg
@@ -84,7 +85,7 @@ async def _serve(
             "wl.ev.>",
             ordered_consumer=True,
             deliver_policy=DeliverPolicy.NEW,
-            cb=lambda msg: _print_event(msg, console),
+            cb=partial(_print_event, console=console),
         )
         if demo:
             service.after_save.append(Nudger(nc, loop))

@@ -32,8 +32,15 @@ async def connect(
         if on_error is not None:
             await on_error(error)
 
+    client: list[Client] = []
+
     async def disconnected_cb() -> None:
-        log.warning("nats disconnected", extra={"client": name})
+        closing = bool(client) and (client[0].is_closed or client[0].is_draining)
+        log.log(
+            logging.DEBUG if closing else logging.WARNING,
+            "nats disconnected",
+            extra={"client": name},
+        )
 
     async def reconnected_cb() -> None:
         log.info("nats reconnected", extra={"client": name})
@@ -48,7 +55,7 @@ async def connect(
         extra.update(user=user, password=password)
     if inbox_prefix is not None:
         extra["inbox_prefix"] = inbox_prefix
-    return await nats.connect(
+    nc = await nats.connect(
         servers=url.split(","),
         name=name,
         error_cb=error_cb,
@@ -56,3 +63,5 @@ async def connect(
         reconnected_cb=reconnected_cb,
         **extra,
     )
+    client.append(nc)
+    return nc

@@ -1,0 +1,119 @@
+"""`whistleloop up` as an operator runs it: the whole system as real processes, stopped cleanly."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from infra.nats.server import free_port
+
+WHISTLELOOP = Path(sys.executable).with_name("whistleloop")
+
+
+def start_up(tmp_path: Path, *args: str) -> tuple[subprocess.Popen[str], int]:
+    port = free_port()
+    env = {
+        **os.environ,
+        "WL_VAR_DIR": str(tmp_path / "var"),
+        "WL_NATS_PORT": str(port),
+        "WL_NATS_URL": "",
+        "WL_DATABASE_URL": "",
+        "COLUMNS": "200",
+    }
+    process = subprocess.Popen(
+        [str(WHISTLELOOP), "--log-level", "info", "up", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    return process, port
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def child_pids(stderr: str, name: str) -> list[int]:
+    """The supervisor logs one JSON line per child start, with its pid."""
+    pids = []
+    for line in stderr.splitlines():
+        if line.startswith("{") and '"child"' in line:
+            record = json.loads(line)
+            if record.get("child") == name and "pid" in record:
+                pids.append(int(record["pid"]))
+    return pids
+
+
+def gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def test_up_with_demo_traffic_shows_events_and_stops_everything(tmp_path: Path) -> None:
+    process, port = start_up(tmp_path, "--demo", "--duration", "25")
+    out, err = process.communicate(timeout=90)
+    assert process.returncode == 0, err[-2000:]
+    assert "whistleloop is up" in out
+    for label in ("上报", "受理", "吹哨", "报到"):
+        assert label in out, out[-3000:]
+    assert "stopped: all processes ended" in out
+    assert not port_open(port)
+    for name in ("nats", "relay", "projector"):
+        pids = child_pids(err, name)
+        assert pids, f"no {name} started: {err[-2000:]}"
+        assert all(gone(pid) for pid in pids)
+
+
+def test_sigterm_stops_everything_and_a_killed_child_is_restarted(tmp_path: Path) -> None:
+    process, port = start_up(tmp_path, "--demo")
+    try:
+        deadline = time.monotonic() + 30
+        relay_log = tmp_path / "var" / "logs" / "relay.log"
+        while not relay_log.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(4)
+        pids = [int(p) for p in _pids_of(tmp_path, "relay")]
+        assert len(pids) == 1
+        os.kill(pids[0], signal.SIGKILL)
+        time.sleep(4)  # back-off is 1 s for the first restart
+        assert len(_pids_of(tmp_path, "relay")) == 1
+        assert _pids_of(tmp_path, "relay") != [str(pids[0])]
+    finally:
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err[-2000:]
+    assert "stopped: all processes ended" in out
+    assert not port_open(port)
+    assert _pids_of(tmp_path, "relay") == []
+
+
+def _pids_of(tmp_path: Path, name: str) -> list[str]:
+    """Live processes whose command line is `whistleloop <name>` with this test's var dir."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            environ = (entry / "environ").read_bytes()
+            status = (entry / "stat").read_text().split()[2]
+        except OSError:
+            continue
+        if status == "Z":
+            continue
+        commands = [b for a, b in itertools.pairwise(argv) if a.endswith(b"whistleloop")]
+        if name.encode() in commands and str(tmp_path).encode() in environ:
+            found.append(entry.name)
+    return found
