@@ -148,15 +148,23 @@ def bench(
         "docs/BENCHMARKS.md"
     ),
 ) -> None:
-    """Measure CaseService commands against raw event-store appends, on SQLite and PostgreSQL.
+    """Measure the event store, the relay and the projector runner against raw limits.
 
-    Both rates come from the same run on the same backend; the ratios go to docs/BENCHMARKS.md
+    CaseService commands vs raw appends (SQLite and PostgreSQL), the relay vs raw publish_async,
+    the runner vs raw fetch+ack: each pair from the same run; ratios go to docs/BENCHMARKS.md
     (and a .json beside it).
     """
+    from infra.benchmarks.relay import relay_section
     from infra.benchmarks.report import write_report
     from infra.benchmarks.store import store_section
+    from projections.benchmark import runner_section
 
-    sections = [store_section(ops or (600 if quick else 5000), postgres_url)]
+    events = 5_000 if quick else 50_000
+    sections = [
+        store_section(ops or (600 if quick else 5000), postgres_url),
+        relay_section(events),
+        runner_section(events),
+    ]
     write_report(sections, postgres_url, output)
 
 

@@ -61,6 +61,17 @@ def relay_section(events: int) -> Section:
     return section
 
 
+def fill_stream(workdir: Path, url: str, events: int) -> int:
+    """A stream of `events` real events for the read side's benchmarks: stored, then relayed."""
+    service = open_service(Settings(var_dir=workdir / "store"), _clock())
+    try:
+        _fill_store(service, events)
+        asyncio.run(_relay(service, url, events))
+        return service.recorder.max_notification_id() or 0
+    finally:
+        service.close()
+
+
 def _clock() -> ManualClock:
     return ManualClock(datetime(2026, 3, 2, 1, tzinfo=UTC))
 
