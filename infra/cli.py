@@ -33,6 +33,11 @@ app = typer.Typer(
 )
 store_app = typer.Typer(help="The event store: create it, inspect it.", no_args_is_help=True)
 app.add_typer(store_app, name="store")
+projections_app = typer.Typer(
+    help="Read-model projections: status, and an operator's resume or skip after a halt.",
+    no_args_is_help=True,
+)
+app.add_typer(projections_app, name="projections")
 console = wide_console()
 
 
@@ -209,6 +214,58 @@ def project(
     from projections.cli import run_projectors
 
     run_projectors(get_settings(), names or [])
+
+
+@projections_app.command("status")
+def projections_status_command() -> None:
+    """Show each projection's position, counts and state (running, or halted and why)."""
+    from projections.cli import projections_status
+
+    rows = projections_status(get_settings())
+    if not rows:
+        console.print("no projection has run yet")
+    for row in rows:
+        state = row.get("state") or "running"
+        console.print(
+            f"{row['name']:<16} {state:<8} notification {row['last_notification_id']:>9} "
+            f"seq {row['last_stream_seq']:>9}  applied {row['applied']}  ignored {row['ignored']}"
+        )
+        if state == "halted":
+            console.print(
+                f"  halted at seq {row['halted_at_seq']} ({row['halted_subject']}): {row['error']}"
+            )
+
+
+@projections_app.command("resume")
+def projections_resume(
+    name: Annotated[str, typer.Argument(help="The halted projection.")],
+) -> None:
+    """Let a halted projection retry the message it halted at (after the cause is fixed)."""
+    from projections.control import NotHalted, resume
+
+    try:
+        resume(get_settings(), name)
+    except NotHalted as error:
+        _fail(str(error))
+    console.print(f"{name}: resumed; a running projector picks it up within seconds")
+
+
+@projections_app.command("skip")
+def projections_skip(
+    name: Annotated[str, typer.Argument(help="The halted projection.")],
+    seq: Annotated[int, typer.Option("--seq", help="The stream sequence it halted at.")],
+) -> None:
+    """Skip the one message a projection halted at; the skip is recorded and logged.
+
+    Its read model then knowingly misses that event: use it for garbage that is not an event.
+    """
+    from projections.control import NotHalted, skip
+
+    try:
+        skip(get_settings(), name, seq)
+    except NotHalted as error:
+        _fail(str(error))
+    console.print(f"{name}: skipped stream sequence {seq}")
 
 
 @app.command("nats-config")

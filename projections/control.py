@@ -34,6 +34,7 @@ def resume(settings: Settings, name: str) -> None:
     """Lets a halted projection retry the message it halted at (after the bug is fixed)."""
     engine = open_views_engine(settings)
     try:
+        create_views_tables(engine)  # a fresh views database: nothing halted, say so plainly
         resume_projection(engine, name)
     finally:
         engine.dispose()
@@ -43,6 +44,7 @@ def skip(settings: Settings, name: str, seq: int) -> None:
     """Skips the one message a projection halted at; its read model knowingly misses that event."""
     engine = open_views_engine(settings)
     try:
+        create_views_tables(engine)  # a fresh views database: nothing halted, say so plainly
         skip_sequence(engine, name, seq)
     finally:
         engine.dispose()
@@ -75,8 +77,9 @@ def skip_sequence(engine: Engine, name: str, seq: int) -> None:
     with engine.begin() as conn:
         status = tracking.read_status(conn, name)
         if status is None or status.state != HALTED or status.halted_at_seq != seq:
-            where = status.halted_at_seq if status and status.state == HALTED else "nowhere"
-            raise NotHalted(f"projection {name} is halted at {where}, not at {seq}")
+            if status is None or status.state != HALTED:
+                raise NotHalted(f"projection {name} is not halted: nothing to skip")
+            raise NotHalted(f"projection {name} is halted at {status.halted_at_seq}, not at {seq}")
         position = tracking.lock_position(conn, name)
         position.last_stream_seq = max(position.last_stream_seq, seq)
         if status.halted_notification_id is not None:

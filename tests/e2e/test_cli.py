@@ -97,3 +97,14 @@ def test_unreachable_store_is_one_clear_line(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert "event store unavailable" in done.stdout
     assert "Traceback" not in done.stdout + done.stderr
+
+
+def test_projection_operator_commands_explain_themselves(tmp_path: Path) -> None:
+    env = {"WL_VAR_DIR": str(tmp_path / "var")}
+    status = run(env, "projections", "status")
+    assert status.returncode == 0, status.stderr
+    assert "no projection has run yet" in status.stdout
+    refused = run(env, "projections", "skip", "dept_feeds", "--seq", "7")
+    assert refused.returncode == 1
+    assert "not halted" in refused.stdout
+    assert "Traceback" not in refused.stdout + refused.stderr
