@@ -55,7 +55,7 @@ from infra.logs import configure_logging
 from infra.nats.connection import connect
 from infra.nats.streams import EVENTS_STREAM, EVENTS_SUBJECTS, NUDGE_SUBJECT, ensure_streams
 from infra.settings import Settings
-from infra.store import open_service
+from infra.store import notifications_after, open_service
 
 log = logging.getLogger(__name__)
 
@@ -360,9 +360,7 @@ class Relay:
 
     def _next_envelopes(self, after: int) -> list[EventEnvelope]:
         """Reads and encodes the next batch (in a worker thread: it queries the store)."""
-        notifications = self.service.recorder.select_notifications(
-            start=after, limit=self.settings.relay_batch, inclusive_of_start=False
-        )
+        notifications = notifications_after(self.service, after, self.settings.relay_batch)
         envelopes = []
         for notification in notifications:
             if not notification.topic.startswith(CASE_TOPIC_PREFIX):  # the district duty list
