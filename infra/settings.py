@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     #: Credentials of this process's service user when the server enforces accounts.
     nats_user: str = ""
     nats_password: str = ""
+    #: The audit's Ed25519 signing key (PEM, generated on first use); empty means
+    #: `<var_dir>/keys/audit-ed25519.pem`. Keep it away from the database and its backups.
+    audit_key_path: str = ""
     #: Read models' database; empty means SQLite at `<var_dir>/views.db`.
     views_database_url: str = ""
     #: Relay: notifications per batch, seconds between polls when no nudge comes, ack timeout.
@@ -48,6 +51,13 @@ class Settings(BaseSettings):
 
     def nats_servers(self) -> str:
         return self.nats_url or f"nats://127.0.0.1:{self.nats_port}"
+
+    def audit_key_file(self) -> Path:
+        return (
+            Path(self.audit_key_path)
+            if self.audit_key_path
+            else self.var_dir / "keys" / "audit-ed25519.pem"
+        )
 
     def views_url(self) -> str:
         if self.views_database_url:
