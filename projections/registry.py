@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from projections.base import Projection
+from projections.case_board import CaseBoard
 from projections.dept_feeds import DeptFeeds
 
 
 def registered() -> dict[str, Callable[[], Projection]]:
-    return {DeptFeeds.name: DeptFeeds}
+    return {DeptFeeds.name: DeptFeeds, CaseBoard.name: CaseBoard}
 
 
 def select(names: Sequence[str]) -> list[Projection]:
