@@ -14,6 +14,7 @@ from sqlalchemy import Engine, text
 
 from domain.actors import Actor
 from domain.clock import ManualClock
+from domain.service import CaseService
 from infra.event_codec import EventEnvelope
 from infra.nats.connection import connect
 from infra.nats.server import NatsServer
@@ -28,6 +29,15 @@ from tests.stores import PG_URL
 
 #: Full loops (22 events each) in the shared corpus: a few thousand events.
 CORPUS_CASES = 140
+
+
+@pytest.fixture
+def event_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CaseService]:
+    """A fresh event store with the duty list published, for tests that drive their own cases."""
+    service = open_service(Settings(var_dir=tmp_path_factory.mktemp("events")), ManualClock(START))
+    service.publish_duty_list()
+    yield service
+    service.close()
 
 
 @pytest.fixture(scope="session")

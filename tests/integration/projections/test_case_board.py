@@ -9,7 +9,6 @@ replay from the stream's start must give exactly the same rows.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -22,12 +21,9 @@ from domain.actors import Actor
 from domain.clock import ManualClock
 from domain.service import CaseService
 from infra.event_codec import EventEnvelope, iso_utc
-from infra.settings import Settings
-from infra.store import open_service
 from projections.case_board import CaseBoard, case_board
 from projections.control import reset_projection
 from projections.runner import ProjectorRunner, RunnerOptions
-from tests.conftest import START
 from tests.integration.builders import Driver, drive, run_full_loop
 from tests.integration.projections.support import (
     RelayLike,
@@ -51,14 +47,6 @@ PATHS: tuple[str, ...] = (
     "disputed",
 )
 PATHS += ("in_handling", "handled", "closed", "rated_unsatisfied")
-
-
-@pytest.fixture
-def event_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CaseService]:
-    service = open_service(Settings(var_dir=tmp_path_factory.mktemp("events")), ManualClock(START))
-    service.publish_duty_list()
-    yield service
-    service.close()
 
 
 def first_part(service: CaseService, actors: dict[str, Actor]) -> dict[str, UUID]:

@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 from collections import defaultdict
-from collections.abc import Iterator
 from pathlib import Path
 from uuid import UUID
 
@@ -23,19 +22,16 @@ from nats.js import JetStreamContext
 from sqlalchemy import Engine, select
 
 from domain.actors import Actor
-from domain.clock import ManualClock
 from domain.service import CaseService
 from infra.event_codec import HEADER_DEPT, HEADER_MSG_ID, EventEnvelope
 from infra.nats.server import NatsServer
 from infra.nats.streams import DEPT_STREAM, EVENTS_STREAM
 from infra.settings import Settings
-from infra.store import open_service
 from projections.base import read_messages
 from projections.cli import projections_status
 from projections.control import reset_projection
 from projections.dept_feeds import DeptFeeds, dept_case, ensure_department_consumers
 from projections.runner import ProjectorRunner, RunnerOptions
-from tests.conftest import START
 from tests.integration.builders import Driver
 from tests.integration.projections.support import RelayLike, eventually, reached, running
 from tests.unit.builders import dept
@@ -44,14 +40,6 @@ pytestmark = pytest.mark.asyncio
 
 OPTIONS = RunnerOptions(batch=7, fetch_timeout=0.2)  # small batches: joins and events straddle them
 DEPARTMENTS = ("cgzf", "zj", "ghzr", "scjg", "ga", "cgw", "sthj")
-
-
-@pytest.fixture
-def event_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CaseService]:
-    service = open_service(Settings(var_dir=tmp_path_factory.mktemp("events")), ManualClock(START))
-    service.publish_duty_list()
-    yield service
-    service.close()
 
 
 def first_part(service: CaseService, actors: dict[str, Actor]) -> dict[str, UUID]:
