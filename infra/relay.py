@@ -29,9 +29,7 @@ import contextlib
 import logging
 import os
 import signal
-from collections import OrderedDict
-from dataclasses import dataclass, replace
-from uuid import UUID
+from dataclasses import dataclass
 
 import nats.errors
 from nats.aio.client import Client
@@ -42,8 +40,8 @@ from nats.js.errors import APIError, NotFoundError
 from sqlalchemy.exc import SQLAlchemyError
 
 from domain.service import CaseService
+from infra.envelopes import STREET_CACHE_SIZE, StoreEnvelopes
 from infra.event_codec import (
-    DISTRICT_TOKEN,
     HEADER_EXPECTED_LAST_MSG_ID,
     HEADER_MSG_ID,
     HEADER_NOTIFICATION,
@@ -55,15 +53,12 @@ from infra.logs import configure_logging
 from infra.nats.connection import connect
 from infra.nats.streams import EVENTS_STREAM, EVENTS_SUBJECTS, NUDGE_SUBJECT, ensure_streams
 from infra.settings import Settings
-from infra.store import notifications_after, open_service
+from infra.store import open_service
 
 log = logging.getLogger(__name__)
 
 #: Core-NATS subject anyone may publish an empty message to after committing events.
 HEADER_EXPECTED_LAST_SEQUENCE = "Nats-Expected-Last-Sequence"
-CASE_TOPIC_PREFIX = "whistleloop.case."
-#: Cases whose street the relay remembers; older ones are read back from the store when needed.
-STREET_CACHE_SIZE = 100_000
 BACKOFF_FIRST, BACKOFF_MAX = 0.1, 5.0
 
 
@@ -131,31 +126,6 @@ class RefusalAwareJetStream(JetStreamContext):
                 future.set_exception(error)
 
 
-class CaseStreets:
-    """Case id → street (subject token), LRU; a miss reads the case's first event from the store."""
-
-    def __init__(self, service: CaseService, size: int = STREET_CACHE_SIZE) -> None:
-        self.service = service
-        self.size = size
-        self._streets: OrderedDict[UUID | str, str] = OrderedDict()
-        self.misses = 0
-
-    def remember(self, case_id: UUID | str, street: str) -> None:
-        self._streets[case_id] = street
-        self._streets.move_to_end(case_id)
-        while len(self._streets) > self.size:
-            self._streets.popitem(last=False)
-
-    def street_of(self, case_id: UUID | str) -> str:
-        street = self._streets.get(case_id)
-        if street is None:
-            self.misses += 1
-            first = next(iter(self.service.repository.event_store.get(UUID(str(case_id)), lte=1)))
-            street = str(first.street)  # type: ignore[attr-defined]
-        self.remember(case_id, street)
-        return street
-
-
 class Relay:
     """Relays one event store onto WL_EVENTS while it holds the leader lock; see the module doc."""
 
@@ -171,7 +141,8 @@ class Relay:
         self.service = service
         self._lock = lock
         self.settings = settings
-        self.streets = CaseStreets(service, street_cache_size)
+        self.reader = StoreEnvelopes(service, street_cache_size)
+        self.streets = self.reader.streets
         self.stats = RelayStats()
         self._wake = asyncio.Event()
         self._prefetched: tuple[int, asyncio.Future[list[EventEnvelope]]] | None = None
@@ -360,21 +331,7 @@ class Relay:
 
     def _next_envelopes(self, after: int) -> list[EventEnvelope]:
         """Reads and encodes the next batch (in a worker thread: it queries the store)."""
-        notifications = notifications_after(self.service, after, self.settings.relay_batch)
-        envelopes = []
-        for notification in notifications:
-            if not notification.topic.startswith(CASE_TOPIC_PREFIX):  # the district duty list
-                street = DISTRICT_TOKEN
-            elif notification.originator_version == 1:  # CaseReported: the street is in it
-                street = ""
-            else:
-                street = self.streets.street_of(notification.originator_id)
-            envelope = EventEnvelope.from_notification(notification, self.service.mapper, street)
-            if not street:
-                envelope = replace(envelope, street=str(envelope.payload["street"]))
-                self.streets.remember(notification.originator_id, envelope.street)
-            envelopes.append(envelope)
-        return envelopes
+        return self.reader.after(after, self.settings.relay_batch)
 
     def log_fields(self, **fields: object) -> dict[str, object]:
         """Log fields: the counters plus whatever the line is about."""
