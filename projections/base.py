@@ -43,6 +43,25 @@ class Projection(Protocol):
     def apply(self, conn: Connection, envelope: EventEnvelope, context: ApplyContext) -> bool: ...
 
 
+class BatchHooks(Protocol):
+    """Optional: a projection with these buffers its writes per batch and writes them in bulk.
+
+    The runner calls `begin_batch` first in each batch transaction (again when a batch is retried
+    after a rollback, so buffers are cleared there, never carried over) and `end_batch` after the
+    batch's last `apply`, before publications are flushed and the tracking row is saved: the
+    buffered writes commit with the batch or not at all. It finds them with `getattr`.
+
+    When `end_batch` fails on anything but an outage, the runner redoes the batch calling
+    `end_batch` then `begin_batch` after every event, so the halt names the event at fault. State
+    kept beyond a batch must be checked in `begin_batch` against the tracking row: `end_batch`
+    returning does not mean the commit landed (`rollup.CaseCache` does this).
+    """
+
+    def begin_batch(self, conn: Connection) -> None: ...
+
+    def end_batch(self, conn: Connection) -> None: ...
+
+
 @dataclass(frozen=True)
 class StoredMessage:
     """A message read back from a stream by sequence."""

@@ -14,7 +14,6 @@ a crash cannot rewind a case.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -28,20 +27,15 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    insert,
     select,
-    update,
 )
 
 from domain.case_rules import CLOSED_LOOP_STAGE, Status
 from infra.event_codec import EventEnvelope
-from projections.base import ApplyContext
+from projections.rollup import CaseProjection, upsert_rows
 from projections.views_db import metadata
 
-log = logging.getLogger(__name__)
-
 NAME = "case_board"
-CASE_TOPIC_PREFIX = "whistleloop.case."
 
 Row = dict[str, Any]
 Payload = dict[str, Any]
@@ -86,47 +80,54 @@ case_board = Table(
 )
 
 
-class CaseBoard:
+#: Every later case event moves the row on (its version at least), handled here or not.
+_FOLDED = frozenset(
+    {
+        "CaseAccepted",
+        "CaseRejected",
+        "CaseCancelled",
+        "Whistled",
+        "ReportedIn",
+        "HandedOff",
+        "HandOffDisputed",
+        "ResponsibilityDetermined",
+        "ConsultationHeld",
+        "HandlingReported",
+        "SentBackForRework",
+        "Closed",
+        "Rated",
+        "Reopened",
+        "DeadlineMissed",
+        "SupervisionIssued",
+        "EscalatedToDistrict",
+    }
+)
+
+
+class CaseBoard(CaseProjection[Row]):
     """The case board projection (see the module docstring)."""
 
     name = NAME
     tables = (case_board,)
-    subjects = ("wl.ev.>",)
+    event_types = frozenset({"CaseReported", *_FOLDED})
 
-    def apply(self, conn: Connection, envelope: EventEnvelope, context: ApplyContext) -> bool:
-        if not envelope.topic.startswith(CASE_TOPIC_PREFIX):
-            return False
-        if envelope.event_type == "CaseReported":
-            return _insert_reported(conn, envelope)
-        found = conn.execute(
-            select(case_board).where(case_board.c.case_id == envelope.aggregate_id)
-        ).first()
-        if found is None:  # its report was skipped by an operator: a known divergence
-            log.warning(
-                "event of a case the board does not hold; ignored",
-                extra={
-                    "case_id": envelope.aggregate_id,
-                    "notification_id": envelope.notification_id,
-                },
-            )
-            return False
-        row: Row = dict(found._mapping)
-        if envelope.version <= row["version"]:
+    def load(self, conn: Connection, case_id: str) -> Row | None:
+        found = conn.execute(select(case_board).where(case_board.c.case_id == case_id)).first()
+        return dict(found._mapping) if found is not None else None
+
+    def reported(self, envelope: EventEnvelope) -> Row:
+        return reported_row(envelope)
+
+    def fold(self, state: Row, envelope: EventEnvelope) -> bool:
+        if envelope.version <= state["version"]:
             return True  # already folded in (a replay): never rewind the row
-        folded = fold(row, envelope)
-        conn.execute(
-            update(case_board).where(case_board.c.case_id == envelope.aggregate_id).values(folded)
-        )
+        folded = fold(state, envelope)
+        state.clear()
+        state.update(folded)
         return True
 
-
-def _insert_reported(conn: Connection, envelope: EventEnvelope) -> bool:
-    exists = conn.execute(
-        select(case_board.c.version).where(case_board.c.case_id == envelope.aggregate_id)
-    ).first()
-    if exists is None:
-        conn.execute(insert(case_board).values(reported_row(envelope)))
-    return True
+    def write(self, conn: Connection, states: list[Row]) -> None:
+        upsert_rows(conn, case_board, states)
 
 
 def reported_row(envelope: EventEnvelope) -> Row:

@@ -11,6 +11,11 @@ decode, or whose `apply` raises, is neither skipped silently (the read model wou
 in a hot loop. The status row says where and why; an operator resumes after a fix or skips that one
 sequence (`projections.control`). NATS or database outages are different: the batch is retried with a
 back-off, and nothing halts.
+
+A projection may buffer its writes per batch (`base.BatchHooks`): `begin_batch` opens each batch
+transaction (every retry too, so nothing buffered survives a rollback) and `end_batch` writes the buffer
+before the tracking row is saved. When that bulk write fails on bad input, the batch is redone writing
+after every event, so the halt names the event that caused it.
 """
 
 from __future__ import annotations
@@ -71,6 +76,10 @@ class BatchOutcome:
     skipped: int = 0
     published: int = 0
     position: Position = field(default_factory=Position)
+
+
+class _FlushFailed(Exception):
+    """`end_batch` failed on something other than an outage; the cause is `__cause__`."""
 
 
 class _Halt(Exception):
@@ -271,13 +280,19 @@ class ProjectorRunner:
         self, projection: Projection, msgs: list[Msg], seqs: list[int], context: ApplyContext
     ) -> BatchOutcome:
         """Commits the batch, or the part before a bad message plus the halt, in one transaction."""
-        end, failure = len(msgs), None
+        end, failure, flush_each = len(msgs), None, False
         while True:
             try:
-                return self._try_batch(projection, msgs[:end], seqs, context, failure)
+                return self._try_batch(projection, msgs[:end], seqs, context, failure, flush_each)
             except _Halt as halt:  # rolled back: commit what came before it, and the halt
                 end, failure = halt.index, halt.failure
-                context = ApplyContext(context.loop, context.js, context.timeout)
+            except _FlushFailed as error:  # rolled back: find the event by writing after each
+                log.warning(
+                    "end_batch failed; redoing the batch event by event",
+                    extra={"projection": projection.name, "error": repr(error.__cause__)},
+                )
+                flush_each = True
+            context = ApplyContext(context.loop, context.js, context.timeout)
 
     def _try_batch(
         self,
@@ -286,11 +301,13 @@ class ProjectorRunner:
         seqs: list[int],
         context: ApplyContext,
         failure: Failure | None,
+        flush_each: bool = False,
     ) -> BatchOutcome:
         with self.engine.begin() as conn:
             position = tracking.lock_position(conn, projection.name)
             skips = tracking.skipped_seqs(conn, projection.name)
             outcome = BatchOutcome(position=position)
+            _begin_batch(projection, conn)
             for index, msg in enumerate(msgs):
                 seq = seqs[index]
                 if seq in skips and seq > position.last_stream_seq:  # an operator's earlier skip
@@ -307,6 +324,8 @@ class ProjectorRunner:
                     continue
                 context.begin_event(seq)
                 handled = _apply(projection, conn, envelope, context, index, msg, seq)
+                if flush_each:
+                    _end_event_batch(projection, conn, index, msg, seq)
                 context.end_event()
                 position.last_notification_id = envelope.notification_id
                 position.last_stream_seq = seq
@@ -317,6 +336,8 @@ class ProjectorRunner:
                     position.ignored += 1
                     outcome.ignored += 1
                 outcome.done = index
+            if not flush_each:
+                _end_batch(projection, conn)
             outcome.published = context.flush()  # acks awaited before the commit
             tracking.save_position(conn, projection.name, position)
             if failure is not None:
@@ -369,6 +390,47 @@ def _apply(
         raise _Halt(index, _failure(msg, seq, error)) from None
 
 
+def _begin_batch(projection: Projection, conn: Connection) -> None:
+    hook = getattr(projection, "begin_batch", None)
+    if hook is not None:
+        hook(conn)
+
+
+def _end_batch(projection: Projection, conn: Connection) -> None:
+    """Runs the projection's bulk write; bad input there raises _FlushFailed, an outage itself."""
+    hook = getattr(projection, "end_batch", None)
+    if hook is None:
+        return
+    try:
+        hook(conn)
+    except TransientError:
+        raise
+    except DBAPIError as error:
+        if error.connection_invalidated:
+            raise
+        raise _FlushFailed() from error
+    except Exception as error:
+        raise _FlushFailed() from error
+
+
+def _end_event_batch(
+    projection: Projection, conn: Connection, index: int, msg: Msg, seq: int
+) -> None:
+    """Writes one event's buffer (a batch redone after _FlushFailed): a failure halts at it."""
+    try:
+        _end_batch(projection, conn)
+    except _FlushFailed as flush:
+        cause = flush.__cause__
+        assert isinstance(cause, Exception)
+        log.error(
+            "end_batch failed",
+            exc_info=cause,
+            extra={"projection": projection.name, "stream_seq": seq},
+        )
+        raise _Halt(index, _failure(msg, seq, cause)) from None
+    _begin_batch(projection, conn)
+
+
 def _failure(msg: Msg, seq: int, error: Exception) -> Failure:
     headers = msg.headers or {}
     raw_id = headers.get(HEADER_NOTIFICATION, "")
@@ -391,3 +453,33 @@ async def _sleep(stop: asyncio.Event, seconds: float) -> None:
     """Sleeps, waking early when `stop` is set."""
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), timeout=seconds)
+
+
+def apply_envelopes(
+    conn: Connection,
+    projection: Projection,
+    envelopes: list[EventEnvelope],
+    context: ApplyContext,
+    position: Position,
+) -> None:
+    """Applies envelopes read from the event store (`rebuild --from-store`): no stream, no acks.
+
+    The same hooks and counting as a fetched batch; events at or below the position are skipped.
+    Any failure propagates: a rebuild stops at the event and says which (the caller rolls back).
+    """
+    _begin_batch(projection, conn)
+    for envelope in envelopes:
+        if envelope.notification_id <= position.last_notification_id:
+            continue
+        context.begin_event(0)
+        handled = projection.apply(conn, envelope, context)
+        context.end_event()
+        position.last_notification_id = envelope.notification_id
+        if handled:
+            position.applied += 1
+        else:
+            position.ignored += 1
+    hook = getattr(projection, "end_batch", None)
+    if hook is not None:
+        hook(conn)
+    context.flush()
