@@ -735,6 +735,10 @@ class Case(Aggregate):
         if obligation is not None:
             require_choice("obligation", obligation, ("response", "handling"))
         require_text("reason", reason, 2, 1000)
+        if self._warns_of_nothing(actor, colour, department, obligation):
+            raise IllegalState(
+                "not_due", "该事项当前无期限可督办", f"{obligation} of {department} is not due"
+            )
         if self.supervision_key(colour, department, obligation) in self.supervisions:
             raise IllegalState(
                 "already_supervised", "已督办", "this supervision was already issued"
@@ -747,6 +751,22 @@ class Case(Aggregate):
             department=department,
             obligation=obligation,
             reason=reason,
+        )
+
+    def _warns_of_nothing(
+        self, actor: Actor, colour: str, department: str, obligation: str | None
+    ) -> bool:
+        """An automatic white warning about a deadline that is no longer running (met or paused).
+
+        The SLA clock reads a read model that may lag: it must not warn a department that has done
+        its part. People (inspector, command centre) supervise on their own judgement, and yellow
+        and red follow a recorded miss, which stays a miss after the department answers.
+        """
+        return (
+            actor.role is Role.SYSTEM
+            and colour == "white"
+            and obligation is not None
+            and self.due(department, obligation) is None
         )
 
     def supervision_key(self, colour: str, department: str, obligation: str | None) -> str:

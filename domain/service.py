@@ -340,6 +340,16 @@ class CaseService(Application[UUID]):
             )
         return self._get(case_id, version).public_state()
 
+    def missed_deadlines(self, case_id: UUID, department: str) -> int:
+        """How many deadlines the department has missed on the case, read from the store.
+
+        The SLA clock's rule: a department's second miss on one case is supervised in red.
+        """
+        with self._case_lock(case_id):
+            case = self._get(case_id)
+        self._catch_up(case)
+        return sum(1 for key in case.missed if key.split(":", 2)[1] == department)
+
     def history(self, case_id: UUID) -> list[Json]:
         """Every event of the case in order: what, who, when and the payload."""
         self._get(case_id)
