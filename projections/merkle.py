@@ -2,15 +2,24 @@
 
 The audit log (issue 5) hashes every event's canonical body in notification order. Leaves and nodes
 use the RFC's domain-separation prefixes (0x00 for a leaf, 0x01 for a node), so no leaf can pass for
-a node. Functions work on the list of leaf hashes; the audit projection keeps those in its table.
+a node. The list-based functions take every leaf hash (fine for tests and small trees); the `*_from`
+functions take a `Subtree` lookup instead, so a proof in a tree of millions of leaves costs O(log n)
+lookups of stored perfect subtrees (the audit projection's `audit_nodes`), and `Frontier` keeps the
+O(log n) right edge of a growing tree, from which new nodes and the current root follow.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 EMPTY_ROOT = hashlib.sha256(b"").digest()
+
+#: (start, size) -> MTH of the leaves [start, start + size): asked only for perfect, aligned subtrees
+#: (size a power of two, start a multiple of size), which a node store keeps as (level, start/size).
+Subtree = Callable[[int, int], bytes]
 
 
 def leaf_hash(data: bytes) -> bytes:
@@ -44,33 +53,113 @@ def root(leaves: Sequence[bytes]) -> bytes:
     return node_hash(root(leaves[:k]), root(leaves[k:]))
 
 
+def node_key(start: int, size: int) -> tuple[int, int]:
+    """(level, index) of a perfect aligned subtree: level 0 holds the leaves."""
+    level = size.bit_length() - 1
+    if size <= 0 or size != 1 << level or start % size:
+        raise ValueError(f"[{start}, {start + size}) is not a perfect aligned subtree")
+    return level, start >> level
+
+
+def list_subtree(leaves: Sequence[bytes]) -> Subtree:
+    """A `Subtree` over an in-memory list of leaf hashes."""
+    return lambda start, size: root(leaves[start : start + size])
+
+
+def subtree_root(start: int, size: int, subtree: Subtree) -> bytes:
+    """MTH(D[start:start+size]) split per RFC 6962 §2.1 down to perfect aligned subtrees.
+
+    A right edge of n leaves is a perfect subtree per set bit of n: O(log n) lookups.
+    """
+    if size == 0:
+        return EMPTY_ROOT
+    if size & (size - 1) == 0 and start % size == 0:
+        return subtree(start, size)
+    k = _split(size)
+    return node_hash(subtree_root(start, k, subtree), subtree_root(start + k, size - k, subtree))
+
+
 def inclusion_proof(index: int, leaves: Sequence[bytes]) -> list[bytes]:
     """PATH(m, D[n]): the audit path of leaf `index` in the tree of `leaves`."""
-    if not 0 <= index < len(leaves):
-        raise IndexError(f"leaf {index} is not in a tree of {len(leaves)}")
-    if len(leaves) == 1:
+    return inclusion_proof_from(index, len(leaves), list_subtree(leaves))
+
+
+def inclusion_proof_from(index: int, size: int, subtree: Subtree) -> list[bytes]:
+    """PATH(index, D[size]) from stored subtrees: O(log size) lookups."""
+    if not 0 <= index < size:
+        raise IndexError(f"leaf {index} is not in a tree of {size}")
+    return _path(index, 0, size, subtree)
+
+
+def _path(m: int, start: int, n: int, subtree: Subtree) -> list[bytes]:
+    if n == 1:
         return []
-    k = _split(len(leaves))
-    if index < k:
-        return [*inclusion_proof(index, leaves[:k]), root(leaves[k:])]
-    return [*inclusion_proof(index - k, leaves[k:]), root(leaves[:k])]
+    k = _split(n)
+    if m < k:
+        return [*_path(m, start, k, subtree), subtree_root(start + k, n - k, subtree)]
+    return [*_path(m - k, start + k, n - k, subtree), subtree_root(start, k, subtree)]
 
 
 def consistency_proof(old_size: int, leaves: Sequence[bytes]) -> list[bytes]:
     """PROOF(m, D[n]): shows the tree of the first `old_size` leaves is a prefix of this one."""
-    if not 0 < old_size <= len(leaves):
-        raise ValueError(f"no consistency proof from {old_size} to {len(leaves)}")
-    return _subproof(old_size, leaves, True)
+    return consistency_proof_from(old_size, len(leaves), list_subtree(leaves))
 
 
-def _subproof(m: int, leaves: Sequence[bytes], complete: bool) -> list[bytes]:
-    n = len(leaves)
+def consistency_proof_from(old_size: int, size: int, subtree: Subtree) -> list[bytes]:
+    """PROOF(old_size, D[size]) from stored subtrees: O(log size) lookups."""
+    if not 0 < old_size <= size:
+        raise ValueError(f"no consistency proof from {old_size} to {size}")
+    return _subproof(old_size, 0, size, True, subtree)
+
+
+def _subproof(m: int, start: int, n: int, complete: bool, subtree: Subtree) -> list[bytes]:
     if m == n:
-        return [] if complete else [root(leaves)]
+        return [] if complete else [subtree_root(start, n, subtree)]
     k = _split(n)
     if m <= k:
-        return [*_subproof(m, leaves[:k], complete), root(leaves[k:])]
-    return [*_subproof(m - k, leaves[k:], False), root(leaves[:k])]
+        rest = subtree_root(start + k, n - k, subtree)
+        return [*_subproof(m, start, k, complete, subtree), rest]
+    return [*_subproof(m - k, start + k, n - k, False, subtree), subtree_root(start, k, subtree)]
+
+
+@dataclass
+class Frontier:
+    """The right edge of a tree: the roots of its perfect subtrees, largest first (one per set bit
+    of `size`). Appending a leaf returns the nodes it completes, which is all a node store needs."""
+
+    size: int = 0
+    hashes: list[bytes] = field(default_factory=list)
+
+    def append(self, leaf: bytes) -> list[tuple[int, int, bytes]]:
+        """Adds a leaf; returns every subtree it completes as (level, index, hash), leaf first."""
+        index, level, current = self.size, 0, leaf
+        completed = [(0, index, leaf)]
+        while index & 1:  # a right child: merge with the left sibling on the edge
+            current = node_hash(self.hashes.pop(), current)
+            index, level = index >> 1, level + 1
+            completed.append((level, index, current))
+        self.hashes.append(current)
+        self.size += 1
+        return completed
+
+    def root(self) -> bytes:
+        """MTH of the whole tree: the edge folded from the right, O(log n)."""
+        if not self.hashes:
+            return EMPTY_ROOT
+        current = self.hashes[-1]
+        for left in reversed(self.hashes[:-1]):
+            current = node_hash(left, current)
+        return current
+
+    def to_json(self) -> str:
+        return json.dumps([h.hex() for h in self.hashes])
+
+    @classmethod
+    def from_json(cls, size: int, text: str) -> Frontier:
+        hashes = [bytes.fromhex(h) for h in json.loads(text)]
+        if len(hashes) != size.bit_count():
+            raise ValueError(f"a frontier of {len(hashes)} hashes cannot be a tree of {size}")
+        return cls(size, hashes)
 
 
 def verify_inclusion(

@@ -1,0 +1,518 @@
+"""`whistleloop audit verify`: recompute the audit from the EVENT STORE and name every difference.
+
+Three witnesses of each notification are compared: the store's row (re-encoded as the relay encodes
+it: canonical body, a case event's street from its CaseReported), the WL_EVENTS message carrying that
+`Wl-Notification-Id`, and the `audit_log` row (body, leaf hash, chain entry). The hash chains are
+recomputed from the store; the Merkle root at every signed head's size (WL_AUDIT messages and
+`audit_heads` rows) is recomputed from the store's leaves, and every signature is checked. A rewrite
+of the store in SQL shows up as a payload change, a missing event or a changed order against the
+stream, and as broken chains and head roots against what was signed before it.
+
+Notifications after the stream's (or the audit's) last one are only "pending" (the relay or the
+projector has not got there yet): counted, not failures. The three logs are held in memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+from rich.console import Console
+from rich.table import Table as RichTable
+from sqlalchemy import Engine, select
+
+from domain.service import CaseService
+from infra.event_codec import DISTRICT_TOKEN, HEADER_NOTIFICATION, EventEnvelope
+from infra.nats.connection import connect
+from infra.nats.streams import AUDIT_STREAM, AUDIT_SUBJECTS, EVENTS_STREAM, EVENTS_SUBJECTS
+from infra.settings import Settings
+from infra.signing import load_or_create_signer, verify_tree_head
+from infra.store import notifications_after, open_service
+from projections import merkle
+from projections.audit import ZERO_CHAIN, audit_heads, audit_log, publish_tree_head, signed_head
+from projections.base import read_messages
+from projections.views_db import create_views_tables, open_views_engine
+
+PAYLOAD_CHANGED = "payload changed"
+MISSING_FROM_STORE = "missing from store"
+MISSING_FROM_STREAM = "missing from stream"
+MISSING_FROM_AUDIT = "missing from audit log"
+ORDER_DIFFERS = "order differs"
+CHAIN_BROKEN = "chain broken"
+AUDIT_ROW_ALTERED = "audit row altered"
+UNDECODABLE = "undecodable in store"
+HEAD_ROOT_MISMATCH = "head root mismatch"
+BAD_SIGNATURE = "bad signature"
+
+CASE_TOPIC_PREFIX = "whistleloop.case."
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One witness of one notification."""
+
+    notification_id: int
+    aggregate_id: str
+    version: int
+    event_type: str
+    body: bytes
+    leaf_hash: str = ""
+    chain_hash: str = ""
+
+    @property
+    def identity(self) -> tuple[str, int]:
+        return self.aggregate_id, self.version
+
+
+@dataclass(frozen=True)
+class EventIssue:
+    notification_id: int
+    case_id: str
+    version: int
+    event_type: str
+    kind: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class HeadIssue:
+    source: str  # "WL_AUDIT seq 7" or "audit_heads"
+    tree_size: int
+    kind: str
+    detail: str
+
+
+@dataclass
+class VerifyReport:
+    events: list[EventIssue] = field(default_factory=list)
+    heads: list[HeadIssue] = field(default_factory=list)
+    store_events: int = 0
+    stream_messages: int = 0
+    audit_rows: int = 0
+    heads_checked: int = 0
+    pending: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.events and not self.heads
+
+
+@dataclass
+class _Sides:
+    store: dict[int, Entry]
+    stream: dict[int, Entry]
+    audit: dict[int, Entry]
+    heads: list[tuple[str, dict[str, Any]]]
+    store_order: list[int]
+    order_issues: list[EventIssue]
+
+
+async def verify(
+    store: CaseService | Settings,
+    views_engine: Engine,
+    js: JetStreamContext,
+    public_key: bytes,
+) -> VerifyReport:
+    """Recomputes the audit from the event store and compares (see the module docstring)."""
+    service = open_service(store) if isinstance(store, Settings) else store
+    try:
+        audit, audit_order, audit_streets = await asyncio.to_thread(_read_audit, views_engine)
+        store_side = await asyncio.to_thread(_read_store, service, audit_streets)
+    finally:
+        if isinstance(store, Settings):
+            service.close()
+    stream, stream_order = await _read_stream(js)
+    heads = await _read_heads(js) + await asyncio.to_thread(_audit_head_rows, views_engine)
+    sides = _Sides(
+        store=store_side,
+        stream=stream,
+        audit=audit,
+        heads=heads,
+        store_order=list(store_side),
+        order_issues=_order_issues(stream_order, "WL_EVENTS") + _order_issues(audit_order, "audit"),
+    )
+    return compare(sides, public_key)
+
+
+# --- reading the witnesses ------------------------------------------------------------------------
+
+
+def _read_store(service: CaseService, fallback_streets: dict[str, str]) -> dict[int, Entry]:
+    """The store in notification order, each row encoded as the relay encodes it."""
+    streets: dict[str, str] = {}
+    found: dict[int, Entry] = {}
+    last = 0
+    while batch := notifications_after(service, last, 1000):
+        for notification in batch:
+            case_id = str(notification.originator_id)
+            event_type = notification.topic.rsplit(".", 1)[-1]
+            try:
+                envelope = EventEnvelope.from_notification(notification, service.mapper, "")
+                body = _with_street(envelope, streets, fallback_streets).body()
+            except Exception as error:  # a tampered row may not decode at all
+                body = f"undecodable: {type(error).__name__}: {error}".encode()
+            found[notification.id] = Entry(
+                notification.id, case_id, notification.originator_version, event_type, body
+            )
+        last = batch[-1].id
+    return found
+
+
+def _with_street(
+    envelope: EventEnvelope, streets: dict[str, str], fallback: dict[str, str]
+) -> EventEnvelope:
+    """The relay's street: a case's comes from its CaseReported, the duty list's is the district."""
+    if not envelope.topic.startswith(CASE_TOPIC_PREFIX):
+        return replace(envelope, street=DISTRICT_TOKEN)
+    if envelope.event_type == "CaseReported":
+        streets[envelope.aggregate_id] = str(envelope.payload["street"])
+    street = streets.get(envelope.aggregate_id) or fallback.get(envelope.aggregate_id, "")
+    return replace(envelope, street=street)
+
+
+def _entry_from_body(notification_id: int, body: bytes) -> Entry:
+    try:
+        decoded = json.loads(body)
+        topic = str(decoded["topic"])
+        return Entry(
+            notification_id,
+            str(decoded["aggregate_id"]),
+            int(decoded["version"]),
+            topic.rsplit(".", 1)[-1],
+            body,
+        )
+    except (ValueError, KeyError, TypeError):
+        return Entry(notification_id, "?", 0, "?", body)
+
+
+async def _read_stream(js: JetStreamContext) -> tuple[dict[int, Entry], list[int]]:
+    found: dict[int, Entry] = {}
+    order: list[int] = []
+    for message in await read_messages(js, EVENTS_STREAM, EVENTS_SUBJECTS):
+        raw = message.headers.get(HEADER_NOTIFICATION, "")
+        if not raw.isdigit():
+            continue  # not something the relay published; the relay itself refuses to go on
+        nid = int(raw)
+        order.append(nid)
+        found.setdefault(nid, _entry_from_body(nid, message.data))
+    return found, order
+
+
+def _read_audit(engine: Engine) -> tuple[dict[int, Entry], list[int], dict[str, str]]:
+    c = audit_log.c
+    query = select(
+        c.leaf_index,
+        c.notification_id,
+        c.aggregate_id,
+        c.version,
+        c.event_type,
+        c.body,
+        c.leaf_hash,
+        c.chain_hash,
+        c.street,
+    ).order_by(c.leaf_index)
+    found: dict[int, Entry] = {}
+    order: list[int] = []
+    streets: dict[str, str] = {}
+    with engine.connect() as conn:
+        for row in conn.execute(query):
+            nid = int(row.notification_id)
+            order.append(nid)
+            found[nid] = Entry(
+                nid,
+                row.aggregate_id,
+                int(row.version),
+                row.event_type,
+                row.body.encode("utf-8"),
+                row.leaf_hash,
+                row.chain_hash,
+            )
+            streets.setdefault(row.aggregate_id, row.street)
+    return found, order, streets
+
+
+async def _read_heads(js: JetStreamContext) -> list[tuple[str, dict[str, Any]]]:
+    heads = []
+    for message in await read_messages(js, AUDIT_STREAM, AUDIT_SUBJECTS):
+        try:
+            heads.append((f"WL_AUDIT seq {message.seq}", dict(json.loads(message.data))))
+        except (ValueError, TypeError):
+            heads.append((f"WL_AUDIT seq {message.seq}", {}))
+    return heads
+
+
+def _audit_head_rows(engine: Engine) -> list[tuple[str, dict[str, Any]]]:
+    with engine.connect() as conn:
+        rows = conn.execute(select(audit_heads).order_by(audit_heads.c.tree_size)).all()
+    return [("audit_heads", signed_head(row._mapping)) for row in rows]
+
+
+def _order_issues(order: list[int], where: str) -> list[EventIssue]:
+    """A log's own order: notification ids must only grow."""
+    issues = []
+    for before, after in itertools.pairwise(order):
+        if after <= before:
+            detail = f"{where} has #{after} after #{before}"
+            issues.append(EventIssue(after, "?", 0, "?", ORDER_DIFFERS, detail))
+    return issues
+
+
+# --- comparing ------------------------------------------------------------------------------------
+
+
+def compare(sides: _Sides, public_key: bytes) -> VerifyReport:
+    report = VerifyReport(
+        store_events=len(sides.store),
+        stream_messages=len(sides.stream),
+        audit_rows=len(sides.audit),
+    )
+    report.events.extend(sides.order_issues)
+    by_identity = {e.identity: nid for nid, e in sides.stream.items()}
+    ids = sorted(set(sides.store) | set(sides.stream) | set(sides.audit))
+    stream_last, audit_last = max(sides.stream, default=0), max(sides.audit, default=0)
+    for nid in ids:
+        for issue in _event_issues(nid, sides, by_identity, stream_last, audit_last, report):
+            report.events.append(issue)
+    report.events.extend(_chain_issues(sides))
+    report.heads.extend(_head_issues(sides, public_key))
+    report.heads_checked = len(sides.heads)
+    report.events.sort(key=lambda issue: (issue.notification_id, issue.kind))
+    return report
+
+
+def _event_issues(
+    nid: int,
+    sides: _Sides,
+    by_identity: dict[tuple[str, int], int],
+    stream_last: int,
+    audit_last: int,
+    report: VerifyReport,
+) -> Iterator[EventIssue]:
+    s, t, a = sides.store.get(nid), sides.stream.get(nid), sides.audit.get(nid)
+    if s is None:
+        witness = t or a
+        assert witness is not None
+        yield _issue(witness, MISSING_FROM_STORE, "the stream or the audit log has it")
+        if a is not None:
+            yield from _audit_row_issues(a, t)
+        return
+    if s.body.startswith(b"undecodable: "):
+        yield _issue(s, UNDECODABLE, s.body.decode())
+    if t is None:
+        if nid <= stream_last:
+            yield _issue(s, MISSING_FROM_STREAM, "no WL_EVENTS message carries this id")
+        else:
+            report.pending += 1
+    elif s.body != t.body and not s.body.startswith(b"undecodable: "):
+        yield _difference(s, t, by_identity)
+    if a is None:
+        if nid <= audit_last:
+            yield _issue(s, MISSING_FROM_AUDIT, "no audit_log row for this id")
+        elif t is not None:
+            report.pending += 1
+    else:
+        yield from _audit_row_issues(a, t or s)
+
+
+def _difference(s: Entry, t: Entry, by_identity: dict[tuple[str, int], int]) -> EventIssue:
+    """Same id, different body: another event moved here, or this one was edited."""
+    moved_from = by_identity.get(s.identity)
+    if s.identity != t.identity and moved_from is not None:
+        detail = (
+            f"the store has here {s.event_type} v{s.version} of {s.aggregate_id}, "
+            f"which the stream has at #{moved_from}"
+        )
+        return _issue(t, ORDER_DIFFERS, detail)
+    return _issue(t, PAYLOAD_CHANGED, "store ≠ stream: " + body_diff(t.body, s.body))
+
+
+def _audit_row_issues(a: Entry, reference: Entry | None) -> Iterator[EventIssue]:
+    problems = []
+    if reference is not None and a.body != reference.body:
+        problems.append("body ≠ stream: " + body_diff(reference.body, a.body))
+    if merkle.leaf_hash(a.body).hex() != a.leaf_hash:
+        problems.append("leaf_hash does not match its body")
+    if problems:
+        yield _issue(a, AUDIT_ROW_ALTERED, "; ".join(problems))
+
+
+def _chain_issues(sides: _Sides) -> Iterator[EventIssue]:
+    """Each aggregate's chain recomputed from the store; the first entry that differs from the
+    audit log is named (the later entries of that aggregate differ as a consequence)."""
+    chains: dict[str, bytes] = {}
+    broken: set[str] = set()
+    for nid in sides.store_order:
+        s = sides.store[nid]
+        chain = merkle.chain_hash(chains.get(s.aggregate_id, ZERO_CHAIN), s.body)
+        chains[s.aggregate_id] = chain
+        a = sides.audit.get(nid)
+        if a is None or s.aggregate_id in broken or a.chain_hash == chain.hex():
+            continue
+        broken.add(s.aggregate_id)
+        yield _issue(s, CHAIN_BROKEN, "the recomputed chain entry differs from audit_log's")
+
+
+def _head_issues(sides: _Sides, public_key: bytes) -> Iterator[HeadIssue]:
+    leaves = [merkle.leaf_hash(sides.store[nid].body) for nid in sides.store_order]
+    roots = _roots_at(leaves, {_size(head) for _, head in sides.heads})
+    for source, head in sides.heads:
+        size = _size(head)
+        if not verify_tree_head(head, public_key):
+            yield HeadIssue(source, size, BAD_SIGNATURE, f"key id {head.get('key_id')}")
+        expected = roots.get(size)
+        if expected is None:
+            detail = f"the head covers {size} leaves, the store has {len(leaves)}"
+            yield HeadIssue(source, size, HEAD_ROOT_MISMATCH, detail)
+        elif head.get("root_hash") != expected.hex():
+            detail = f"signed {head.get('root_hash')}, store gives {expected.hex()}"
+            yield HeadIssue(source, size, HEAD_ROOT_MISMATCH, detail)
+
+
+def _size(head: dict[str, Any]) -> int:
+    value = head.get("tree_size")
+    return value if isinstance(value, int) else -1
+
+
+def _roots_at(leaves: list[bytes], sizes: set[int]) -> dict[int, bytes]:
+    """MTH of the first n leaves for each wanted n, in one pass over a frontier."""
+    frontier, roots = merkle.Frontier(), {}
+    if 0 in sizes:
+        roots[0] = frontier.root()
+    for leaf in leaves:
+        frontier.append(leaf)
+        if frontier.size in sizes:
+            roots[frontier.size] = frontier.root()
+    return roots
+
+
+def _issue(entry: Entry, kind: str, detail: str) -> EventIssue:
+    return EventIssue(
+        entry.notification_id, entry.aggregate_id, entry.version, entry.event_type, kind, detail
+    )
+
+
+def body_diff(expected: bytes, actual: bytes, limit: int = 3) -> str:
+    """The fields that differ, `field: expected → actual`, payload fields as `payload.<name>`."""
+    try:
+        old, new = _flat(json.loads(expected)), _flat(json.loads(actual))
+    except (ValueError, TypeError):
+        return "bodies differ (not JSON)"
+    keys = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+    parts = [f"{k}: {_short(old.get(k))} → {_short(new.get(k))}" for k in keys[:limit]]
+    more = f" (+{len(keys) - limit} more)" if len(keys) > limit else ""
+    return ", ".join(parts) + more if parts else "bytes differ"
+
+
+def _flat(body: dict[str, Any]) -> dict[str, Any]:
+    flat = {k: v for k, v in body.items() if k != "payload"}
+    flat.update({f"payload.{k}": v for k, v in dict(body.get("payload") or {}).items()})
+    return flat
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 40 else text[:37] + "…"
+
+
+# --- the command line -----------------------------------------------------------------------------
+
+
+def cli_verify(
+    settings: Settings, *, public_key: bytes | None = None, console: Console | None = None
+) -> int:
+    """`whistleloop audit verify`: runs `verify`, prints a summary and every difference.
+
+    The public key defaults to the one of the signing key file (never created here). Exit code: 0
+    clean, 1 differences found, 2 could not verify (no key, NATS or a database unreachable).
+    """
+    out = console or Console()
+    try:
+        key = public_key or _public_key(settings)
+        report = asyncio.run(_verify_with(settings, key))
+    except Exception as error:  # the operator needs the reason, not a traceback
+        out.print(f"[red]audit verify could not run:[/] {type(error).__name__}: {error}")
+        return 2
+    print_report(report, out)
+    return 0 if report.ok else 1
+
+
+def cli_sign(settings: Settings, *, console: Console | None = None) -> int:
+    """`whistleloop audit sign`: signs and publishes the current tree head; prints it. 0 or 2."""
+    out = console or Console()
+    try:
+        head = asyncio.run(_sign_with(settings))
+    except Exception as error:
+        out.print(f"[red]audit sign failed:[/] {type(error).__name__}: {error}")
+        return 2
+    out.print_json(data=head)
+    return 0
+
+
+def _public_key(settings: Settings) -> bytes:
+    path = settings.audit_key_file()
+    if not path.exists():
+        raise FileNotFoundError(f"no audit signing key at {path}; pass the public key")
+    return load_or_create_signer(path).public_key_raw
+
+
+async def _verify_with(settings: Settings, public_key: bytes) -> VerifyReport:
+    nc = await _connect(settings)
+    engine = open_views_engine(settings)
+    try:
+        return await verify(settings, engine, nc.jetstream(), public_key)
+    finally:
+        engine.dispose()
+        await nc.close()
+
+
+async def _sign_with(settings: Settings) -> dict[str, Any]:
+    signer = load_or_create_signer(settings.audit_key_file())
+    nc = await _connect(settings)
+    engine = open_views_engine(settings)
+    try:
+        await asyncio.to_thread(create_views_tables, engine)
+        return await publish_tree_head(engine, signer, nc.jetstream())
+    finally:
+        engine.dispose()
+        await nc.close()
+
+
+async def _connect(settings: Settings) -> Client:
+    return await connect(
+        settings.nats_servers(),
+        name="whistleloop-audit",
+        user=settings.nats_user or None,
+        password=settings.nats_password or None,
+    )
+
+
+def print_report(report: VerifyReport, console: Console) -> None:
+    """A human summary: counts, then one table row per differing event and per bad head."""
+    verdict = "[green]OK[/]" if report.ok else "[red]DIFFERENCES FOUND[/]"
+    console.print(
+        f"audit verify: {verdict} — store {report.store_events} events, stream "
+        f"{report.stream_messages}, audit_log {report.audit_rows}, heads checked "
+        f"{report.heads_checked}, pending (not yet relayed/audited) {report.pending}"
+    )
+    if report.events:
+        table = RichTable(title="events that differ")
+        for column in ("notification", "case", "version", "event", "what", "detail"):
+            table.add_column(column, overflow="fold")
+        for e in report.events:
+            table.add_row(
+                str(e.notification_id), e.case_id, str(e.version), e.event_type, e.kind, e.detail
+            )
+        console.print(table)
+    if report.heads:
+        table = RichTable(title="tree heads that fail")
+        for column in ("source", "tree size", "what", "detail"):
+            table.add_column(column, overflow="fold")
+        for h in report.heads:
+            table.add_row(h.source, str(h.tree_size), h.kind, h.detail)
+        console.print(table)
