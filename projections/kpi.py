@@ -35,6 +35,11 @@ def handling_timeliness(handled_on_time: int, due_or_handled: int) -> float | No
     return rate(handled_on_time, due_or_handled)
 
 
+def disposal_rate(handled: int, due_or_handled: int) -> float | None:
+    """处置率 (GB/T composite): handling deadlines with a handling report ÷ handling due or done."""
+    return rate(handled, due_or_handled)
+
+
 def overdue_rate(open_overdue: int, open_obligations: int) -> float | None:
     """超期率: open obligations past their deadline ÷ open obligations."""
     return rate(open_overdue, open_obligations)
