@@ -36,6 +36,12 @@ class Settings(BaseSettings):
     #: The audit's Ed25519 signing key (PEM, generated on first use); empty means
     #: `<var_dir>/keys/audit-ed25519.pem`. Keep it away from the database and its backups.
     audit_key_path: str = ""
+    #: The audit projection signs and publishes a tree head after this many new events, or after
+    #: `audit_head_interval` seconds when the tree has grown at all.
+    audit_head_every: int = 1000
+    audit_head_interval: float = 60.0
+    #: Seconds between the SLA clock's looks at open deadlines.
+    sla_tick_seconds: float = 30.0
     #: Read models' database; empty means SQLite at `<var_dir>/views.db`.
     views_database_url: str = ""
     #: Relay: notifications per batch, seconds between polls when no nudge comes, ack timeout.

@@ -1,8 +1,8 @@
 """`whistleloop up`: the whole system on one machine, supervised, until Ctrl-C or SIGTERM.
 
-Today that is the embedded nats-server (unless WL_NATS_URL names one), the relay and the projectors;
-later issues add the gateway, the SLA clock and the dashboard. With `--demo`, demo cases move through
-the closed loop every few seconds, and every event is printed as it arrives on WL_EVENTS.
+Today that is the embedded nats-server (unless WL_NATS_URL names one), the relay, the projectors (all
+of them) and the SLA clock; later issues add the gateway and the dashboard. With `--demo`, demo cases
+move through the closed loop every few seconds, and every event is printed as it arrives on WL_EVENTS.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ def children(settings: Settings) -> list[Child]:
         found.append(Child("nats", [str(nats_server_binary()), "-c", str(server.config_path)]))
     found.append(Child("relay", [whistleloop, "relay"], env))
     found.append(Child("projector", [whistleloop, "project"], env))
+    found.append(Child("sla", [whistleloop, "sla"], env))
     return found
 
 

@@ -1,4 +1,4 @@
-"""`whistleloop project [NAMES]`: run projectors until SIGINT/SIGTERM; and their status rows."""
+"""`whistleloop project [NAMES]` and `projections rebuild`: run or replay projectors; status rows."""
 
 from __future__ import annotations
 
@@ -11,17 +11,35 @@ from typing import Any
 
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
 
 from domain.reference import load_reference
 from infra.logs import configure_logging
 from infra.nats.connection import connect
 from infra.nats.streams import DEPT_STREAM, EVENTS_STREAM, ensure_streams
 from infra.settings import Settings
+from infra.store import open_service
 from projections import registry
 from projections.base import Projection
 from projections.control import status_rows
 from projections.dept_feeds import NAME as DEPT_FEEDS
 from projections.dept_feeds import ensure_department_consumers
+from projections.rebuild import (
+    NOT_REBUILDABLE,
+    RebuildError,
+    RebuildSummary,
+    rebuild_from_store,
+    rebuild_from_stream,
+)
 from projections.runner import ProjectorRunner
 from projections.views_db import open_views_engine
 
@@ -31,7 +49,7 @@ log = logging.getLogger(__name__)
 def run_projectors(settings: Settings, names: Sequence[str]) -> None:
     """Runs the named projections (all registered ones when none are named) until a signal."""
     configure_logging()
-    projections = registry.select(names)
+    projections = registry.select(names, settings)
     asyncio.run(_run(settings, projections))
 
 
@@ -78,3 +96,70 @@ def projections_status(settings: Settings) -> list[dict[str, Any]]:
         return status_rows(engine)
     finally:
         engine.dispose()
+
+
+def rebuild(settings: Settings, names: Sequence[str], from_store: bool, console: Console) -> int:
+    """Rebuilds the named projections (all rebuildable ones when none are named); an exit code."""
+    configure_logging()
+    chosen = names or [n for n in registry.registered(settings) if n not in NOT_REBUILDABLE]
+    try:
+        projections = registry.select(chosen, settings)
+        summaries = asyncio.run(_rebuild_all(settings, projections, from_store, console))
+    except (KeyError, RebuildError) as error:
+        console.print(f"[red]error:[/red] {error.args[0]}")
+        return 1
+    table = Table(title=f"rebuilt from the {'event store' if from_store else 'stream WL_EVENTS'}")
+    for column in ("projection", "events", "applied", "ignored", "seconds", "events/s"):
+        table.add_column(column, justify="left" if column == "projection" else "right")
+    for s in summaries:
+        table.add_row(
+            s.name,
+            f"{s.events:,}",
+            f"{s.applied:,}",
+            f"{s.ignored:,}",
+            f"{s.seconds:.1f}",
+            f"{s.rate:,.0f}",
+        )
+    console.print(table)
+    return 0
+
+
+async def _rebuild_all(
+    settings: Settings, projections: list[Projection], from_store: bool, console: Console
+) -> list[RebuildSummary]:
+    nc = await connect(
+        settings.nats_servers(),
+        name="whistleloop-rebuild",
+        user=settings.nats_user or None,
+        password=settings.nats_password or None,
+    )
+    engine = open_views_engine(settings)
+    service = open_service(settings) if from_store else None
+    summaries = []
+    try:
+        await _ensure_streams(nc.jetstream())
+        with Progress(
+            TextColumn("{task.description:<18}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=console,
+        ) as bar:
+            for projection in projections:
+                task = bar.add_task(projection.name, total=None)
+
+                def progress(done: int, total: int, task: TaskID = task) -> None:
+                    bar.update(task, completed=done, total=max(total, 1))
+
+                if service is not None:
+                    summary = await rebuild_from_store(nc, engine, service, projection, progress)
+                else:
+                    summary = await rebuild_from_stream(nc, engine, projection, progress)
+                summaries.append(summary)
+    finally:
+        if service is not None:
+            service.close()
+        with contextlib.suppress(Exception):
+            await nc.drain()
+        engine.dispose()
+    return summaries

@@ -52,7 +52,7 @@ def skip(settings: Settings, name: str, seq: int) -> None:
 
 def reset(settings: Settings, name: str) -> None:
     """Empties a registered projection's tables and tracking: it replays from the stream's start."""
-    projection = registry.registered()[name]()
+    projection = registry.registered(settings)[name]()
     engine = open_views_engine(settings)
     try:
         reset_projection(engine, projection)

@@ -13,6 +13,9 @@ import time
 from pathlib import Path
 
 from infra.nats.server import free_port
+from infra.settings import Settings
+from projections import registry
+from projections.cli import projections_status
 
 WHISTLELOOP = Path(sys.executable).with_name("whistleloop")
 
@@ -70,10 +73,15 @@ def test_up_with_demo_traffic_shows_events_and_stops_everything(tmp_path: Path) 
         assert label in out, out[-3000:]
     assert "stopped: all processes ended" in out
     assert not port_open(port)
-    for name in ("nats", "relay", "projector"):
+    for name in ("nats", "relay", "projector", "sla"):
         pids = child_pids(err, name)
         assert pids, f"no {name} started: {err[-2000:]}"
         assert all(gone(pid) for pid in pids)
+    progress = {r["name"]: r for r in projections_status(Settings(var_dir=tmp_path / "var"))}
+    assert set(progress) == set(registry.registered(Settings(var_dir=tmp_path / "var")))
+    for name, row in progress.items():
+        assert row["state"] == "running", row
+        assert row["last_notification_id"] > 1, f"{name} applied nothing: {row}"
 
 
 def test_sigterm_stops_everything_and_a_killed_child_is_restarted(tmp_path: Path) -> None:
