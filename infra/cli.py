@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from enum import StrEnum
@@ -34,10 +34,15 @@ app = typer.Typer(
 store_app = typer.Typer(help="The event store: create it, inspect it.", no_args_is_help=True)
 app.add_typer(store_app, name="store")
 projections_app = typer.Typer(
-    help="Read-model projections: status, and an operator's resume or skip after a halt.",
+    help="Read-model projections: status, rebuild, and an operator's resume or skip after a halt.",
     no_args_is_help=True,
 )
 app.add_typer(projections_app, name="projections")
+audit_app = typer.Typer(
+    help="The tamper-evident audit trail: verify it against the store, sign a tree head.",
+    no_args_is_help=True,
+)
+app.add_typer(audit_app, name="audit")
 console = wide_console()
 
 
@@ -137,6 +142,13 @@ def demo() -> None:
     )
 
 
+class BenchSection(StrEnum):
+    STORE = "store"
+    RELAY = "relay"
+    RUNNER = "runner"
+    PROJECTIONS = "projections"
+
+
 @app.command()
 def bench(
     quick: Annotated[
@@ -145,32 +157,51 @@ def bench(
     ops: Annotated[
         int, typer.Option(help="Operations per measurement (default 5000, quick 600).")
     ] = 0,
+    events: Annotated[
+        int,
+        typer.Option(
+            help="Simulated events in the projections corpus (default 1,000,000, quick 20,000)."
+        ),
+    ] = 0,
+    only: Annotated[BenchSection | None, typer.Option(help="Run one section only.")] = None,
     postgres_url: Annotated[
         str,
         typer.Option(help="PostgreSQL to measure on; empty skips it.", envvar="WL_BENCH_PG_URL"),
     ] = "postgresql+psycopg://postgres@127.0.0.1:5432/test",
-    output: Annotated[Path, typer.Option(help="Markdown report to write.")] = Path(
-        "docs/BENCHMARKS.md"
-    ),
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            help="Markdown report to write (default docs/BENCHMARKS.md; with --only, "
+            "var/bench/BENCHMARKS-<section>.md, so a partial run never replaces the full report)."
+        ),
+    ] = None,
 ) -> None:
-    """Measure the event store, the relay and the projector runner against raw limits.
+    """Measure the event store, the relay, the projector runner and the projections.
 
     CaseService commands vs raw appends (SQLite and PostgreSQL), the relay vs raw publish_async,
-    the runner vs raw fetch+ack: each pair from the same run; ratios go to docs/BENCHMARKS.md
-    (and a .json beside it).
+    the runner vs raw fetch+ack: each pair from the same run. Projections: on a simulated corpus
+    (built once under var/bench/, then reused), each projection's rebuild rate vs raw fetch+ack,
+    a projector's peak RSS and every query's p50/p95. Ratios go to docs/BENCHMARKS.md (and a
+    .json beside it).
     """
     from infra.benchmarks.relay import relay_section
-    from infra.benchmarks.report import write_report
+    from infra.benchmarks.report import Section, write_report
     from infra.benchmarks.store import store_section
-    from projections.benchmark import runner_section
+    from projections.benchmark import projections_section, runner_section
 
-    events = 5_000 if quick else 50_000
-    sections = [
-        store_section(ops or (600 if quick else 5000), postgres_url),
-        relay_section(events),
-        runner_section(events),
-    ]
-    write_report(sections, postgres_url, output)
+    stream_events = 5_000 if quick else 50_000
+    corpus_events = events or (20_000 if quick else 1_000_000)
+    runs: dict[BenchSection, Callable[[], Section]] = {
+        BenchSection.STORE: lambda: store_section(ops or (600 if quick else 5000), postgres_url),
+        BenchSection.RELAY: lambda: relay_section(stream_events),
+        BenchSection.RUNNER: lambda: runner_section(stream_events),
+        BenchSection.PROJECTIONS: lambda: projections_section(corpus_events),
+    }
+    sections = [run() for name, run in runs.items() if only in (None, name)]
+    default = (
+        Path("docs/BENCHMARKS.md") if only is None else Path(f"var/bench/BENCHMARKS-{only}.md")
+    )
+    write_report(sections, postgres_url, output or default)
 
 
 @app.command()
@@ -184,9 +215,9 @@ def up(
 ) -> None:
     """Start the whole system on this machine and print events as they arrive.
 
-    Runs the embedded nats-server (unless WL_NATS_URL is set), the relay and the projectors as
-    supervised child processes (a crashed one is restarted with back-off); Ctrl-C or SIGTERM stops
-    them all. Logs go to var/logs/.
+    Runs the embedded nats-server (unless WL_NATS_URL is set), the relay, the projectors and the SLA
+    clock as supervised child processes (a crashed one is restarted with back-off); Ctrl-C or
+    SIGTERM stops them all. Logs go to var/logs/.
     """
     from infra.up import run_up
 
@@ -214,6 +245,33 @@ def project(
     from projections.cli import run_projectors
 
     run_projectors(get_settings(), names or [])
+
+
+@app.command()
+def sla(
+    every: Annotated[
+        float,
+        typer.Option(help="Seconds between ticks (default: WL_SLA_TICK_SECONDS, 30).", min=0.1),
+    ] = 0.0,
+) -> None:
+    """Run the SLA clock: white/yellow/red supervision, missed deadlines, escalation.
+
+    Reads open obligations from the `deadlines` read model and issues the domain commands as
+    system:sla-clock. Every command is idempotent per obligation, so several clocks may run. Stops on
+    Ctrl-C/SIGTERM.
+    """
+    from infra.sla import run_clock
+    from projections.deadlines import ViewsDueSource
+    from projections.views_db import create_views_tables, open_views_engine
+
+    settings = get_settings()
+    engine = open_views_engine(settings)
+    try:
+        create_views_tables(engine)
+        with _service() as service:
+            run_clock(service, ViewsDueSource(engine), every or settings.sla_tick_seconds)
+    finally:
+        engine.dispose()
 
 
 @projections_app.command("status")
@@ -266,6 +324,52 @@ def projections_skip(
     except NotHalted as error:
         _fail(str(error))
     console.print(f"{name}: skipped stream sequence {seq}")
+
+
+@projections_app.command("rebuild")
+def projections_rebuild(
+    names: Annotated[
+        list[str] | None,
+        typer.Argument(help="Projections to rebuild (default: every one with tables)."),
+    ] = None,
+    from_store: Annotated[
+        bool,
+        typer.Option(
+            "--from-store", help="Replay the event store instead of the stream WL_EVENTS."
+        ),
+    ] = False,
+) -> None:
+    """Empty read models and replay them, with a progress bar and a final summary.
+
+    Stop `whistleloop project` for those projections first (a rebuild refuses to run beside a
+    live consumer). From the stream by default; `--from-store` reads the event store, for when the
+    stream is not complete. dept_feeds has no tables and cannot be rebuilt.
+    """
+    from projections.cli import rebuild
+
+    raise typer.Exit(code=rebuild(get_settings(), names or [], from_store, console))
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Recompute the audit trail from the event store and compare it with everything else.
+
+    Every stored event's canonical body is checked against the stream WL_EVENTS and the audit
+    projection's log (hash chain, Merkle leaves), and every signed tree head on WL_AUDIT against the
+    recomputed root and the public key of WL_AUDIT_KEY_PATH. Each differing event is named. Exit
+    code 0: all agree; 1: differences found; 2: the check could not run.
+    """
+    from projections.audit_verify import cli_verify
+
+    raise typer.Exit(code=cli_verify(get_settings(), console=console))
+
+
+@audit_app.command("sign")
+def audit_sign() -> None:
+    """Sign the audit log's current tree head now and publish it to WL_AUDIT (printed as JSON)."""
+    from projections.audit_verify import cli_sign
+
+    raise typer.Exit(code=cli_sign(get_settings(), console=console))
 
 
 @app.command("nats-config")

@@ -46,12 +46,51 @@ class Result:
         return "met" if self.ratio >= self.target else "missed"
 
 
+@dataclass(frozen=True)
+class Limit:
+    """A figure held against a fixed ceiling rather than a raw rate: a query latency, a memory peak.
+
+    `value` is what the ceiling applies to (a p95, a peak); `median` is shown beside it if known.
+    """
+
+    backend: str
+    measure: str
+    count: int
+    value: float
+    unit: str
+    ceiling: float | None = None
+    median: float | None = None
+
+    @property
+    def verdict(self) -> str:
+        if self.ceiling is None:
+            return "(for comparison)"
+        return "met" if self.value <= self.ceiling else "missed"
+
+    def cells(self) -> list[str]:
+        median = f"{self.median:,.1f}" if self.median is not None else ""
+        ceiling = f"≤ {self.ceiling:,.0f} {self.unit}: " if self.ceiling is not None else ""
+        return [
+            self.backend,
+            self.measure,
+            str(self.count),
+            median,
+            f"{self.value:,.1f}",
+            self.unit,
+            ceiling + self.verdict,
+        ]
+
+
+LIMIT_COLUMNS = ("backend", "measure", "n", "p50", "p95 / peak", "unit", "target")
+
+
 @dataclass
 class Section:
     title: str
     target: str
     notes: str
     results: list[Result] = field(default_factory=list)
+    limits: list[Limit] = field(default_factory=list)
 
 
 def print_section(section: Section) -> None:
@@ -70,6 +109,13 @@ def print_section(section: Section) -> None:
             target,
         )
     console.print(table)
+    if section.limits:
+        limits = Table(title=f"{section.title}: latencies and memory")
+        for column in LIMIT_COLUMNS:
+            limits.add_column(column)
+        for limit in section.limits:
+            limits.add_row(*limit.cells())
+        console.print(limits)
 
 
 def environment(postgres_url: str) -> dict[str, str]:
@@ -108,6 +154,7 @@ def write_report(sections: list[Section], postgres_url: str, output: Path) -> No
                 "title": s.title,
                 "target": s.target,
                 "results": [asdict(r) | {"ratio": round(r.ratio, 3)} for r in s.results],
+                "limits": [asdict(limit) | {"verdict": limit.verdict} for limit in s.limits],
             }
             for s in sections
         ],
@@ -145,5 +192,12 @@ def _markdown(sections: list[Section], env: dict[str, str]) -> str:
                 f"| {r.backend} | {r.measure} | {r.ops} | {r.per_second:,.0f} | {r.reference} "
                 f"| {r.reference_per_second:,.0f} | {r.ratio:.0%} | {target} |"
             )
+        if section.limits:
+            lines += [
+                "",
+                "| " + " | ".join(LIMIT_COLUMNS) + " |",
+                "|---|---|---:|---:|---:|---|---|",
+                *["| " + " | ".join(limit.cells()) + " |" for limit in section.limits],
+            ]
         lines += ["", section.notes]
     return "\n".join(lines) + "\n"
