@@ -921,4 +921,11 @@ def illegal_actor(actor: Actor) -> WrongActor:
     return WrongActor("actor_not_allowed", "该角色无权执行此操作", f"{actor.role} may not do this")
 
 
-__all__ = ["CASE_NAMESPACE", "Case", "Status"]
+#: The name of every event type of a case (the last part of its topic), CaseReported first.
+CASE_EVENT_TYPES: tuple[str, ...] = tuple(
+    topic.rsplit(".", 1)[-1]
+    for value in vars(Case).values()
+    if isinstance(value, type) and isinstance(topic := getattr(value, "TOPIC", None), str)
+)
+
+__all__ = ["CASE_EVENT_TYPES", "CASE_NAMESPACE", "Case", "Status"]

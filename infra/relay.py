@@ -50,7 +50,7 @@ from infra.event_codec import (
 )
 from infra.leader import LeaderLock, leader_lock
 from infra.logs import configure_logging
-from infra.nats.connection import connect
+from infra.nats.connection import connect_service
 from infra.nats.streams import EVENTS_STREAM, EVENTS_SUBJECTS, NUDGE_SUBJECT, ensure_streams
 from infra.settings import Settings
 from infra.store import open_service
@@ -149,12 +149,7 @@ class Relay:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Connects, makes sure the streams exist, waits for leadership, relays until `stop`."""
-        nc = await connect(
-            self.settings.nats_servers(),
-            name="whistleloop-relay",
-            user=self.settings.nats_user or None,
-            password=self.settings.nats_password or None,
-        )
+        nc = await connect_service(self.settings, "whistleloop-relay")
         try:
             # Room for a whole batch: a publish that never has to wait for a slot never yields,
             # so the client writes the batch in few large socket writes.

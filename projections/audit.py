@@ -49,7 +49,7 @@ from infra.event_codec import HEADER_MSG_ID, EventEnvelope, canonical_json, iso_
 from infra.signing import TreeHeadSigner
 from projections import merkle
 from projections.base import ApplyContext
-from projections.views_db import metadata
+from projections.views_db import TIME, metadata
 
 NAME = "audit"
 #: Signed tree heads go to WL_AUDIT (subjects wl.audit.>), one message per tree size.
@@ -69,7 +69,7 @@ audit_log = Table(
     Column("topic", String(128), nullable=False),
     Column("actor_role", String(32), nullable=False),
     Column("actor_id", String(64), nullable=False),
-    Column("timestamp", String(32), nullable=False),
+    Column("timestamp", TIME, nullable=False),
     Column("street", String(64), nullable=False),
     Column("body", Text, nullable=False),
     Column("leaf_hash", String(64), nullable=False),
@@ -96,7 +96,7 @@ audit_state = Table(
     Column("frontier", Text, nullable=False),
     Column("last_notification_id", BigInteger, nullable=False),
     Column("last_head_size", BigInteger, nullable=False),
-    Column("last_head_at", String(32)),
+    Column("last_head_at", TIME),
 )
 
 audit_heads = Table(
@@ -104,7 +104,7 @@ audit_heads = Table(
     metadata,
     Column("tree_size", BigInteger, primary_key=True, autoincrement=False),
     Column("root_hash", String(64), nullable=False),
-    Column("timestamp", String(32), nullable=False),
+    Column("timestamp", TIME, nullable=False),
     Column("key_id", String(16), nullable=False),
     Column("signature", Text, nullable=False),
     Column("published", Boolean, nullable=False),

@@ -29,7 +29,7 @@ from sqlalchemy import Engine, select
 
 from domain.service import CaseService
 from infra.event_codec import DISTRICT_TOKEN, HEADER_NOTIFICATION, EventEnvelope
-from infra.nats.connection import connect
+from infra.nats.connection import connect_service
 from infra.nats.streams import AUDIT_STREAM, AUDIT_SUBJECTS, EVENTS_STREAM, EVENTS_SUBJECTS
 from infra.settings import Settings
 from infra.signing import load_or_create_signer, verify_tree_head
@@ -484,12 +484,7 @@ async def _sign_with(settings: Settings) -> dict[str, Any]:
 
 
 async def _connect(settings: Settings) -> Client:
-    return await connect(
-        settings.nats_servers(),
-        name="whistleloop-audit",
-        user=settings.nats_user or None,
-        password=settings.nats_password or None,
-    )
+    return await connect_service(settings, "whistleloop-audit")
 
 
 def print_report(report: VerifyReport, console: Console) -> None:

@@ -427,7 +427,7 @@ _PROJECTION_NOTES = """- *corpus*: {cases:,} cases simulated with seed {seed} (`
   `dept_feeds` re-publishes rather than writes tables and is not rebuilt.
 - *all together*: a child process runs every table projection in one `ProjectorRunner`, as
   `whistleloop project` does; its peak RSS is the kernel's `ru_maxrss` for that child (`wait4`).
-- *queries*: every public query of `projections/queries.py`, {calls} calls each, interleaved, on the
+- *queries*: every public query of `projections/queries/`, {calls} calls each, interleaved, on the
   views the child built, with random cases, departments, streets, filters, follow-on cursor pages
   and periods of a day, week, month or year inside the corpus; `now` is the corpus's last event."""
 

@@ -30,17 +30,17 @@ from sqlalchemy import (
     select,
 )
 
+from domain.case import CASE_EVENT_TYPES
 from domain.case_rules import CLOSED_LOOP_STAGE, Status
 from infra.event_codec import EventEnvelope
 from projections.rollup import CaseProjection, upsert_rows
-from projections.views_db import metadata
+from projections.views_db import TIME, metadata
 
 NAME = "case_board"
 
 Row = dict[str, Any]
 Payload = dict[str, Any]
 
-_TIME = String(32)
 
 case_board = Table(
     NAME,
@@ -60,14 +60,14 @@ case_board = Table(
     Column("assisting_departments", JSON, nullable=False),
     #: {dept: {role, active, response_deadline, reported_in_at}}, as the aggregate's obligations.
     Column("obligations", JSON, nullable=False),
-    Column("reported_at", _TIME, nullable=False, index=True),
-    Column("accepted_at", _TIME),
-    Column("whistled_at", _TIME),
-    Column("lead_reported_in_at", _TIME),
-    Column("handled_at", _TIME),
-    Column("closed_at", _TIME),
-    Column("response_deadline", _TIME),
-    Column("handling_deadline", _TIME),
+    Column("reported_at", TIME, nullable=False, index=True),
+    Column("accepted_at", TIME),
+    Column("whistled_at", TIME),
+    Column("lead_reported_in_at", TIME),
+    Column("handled_at", TIME),
+    Column("closed_at", TIME),
+    Column("response_deadline", TIME),
+    Column("handling_deadline", TIME),
     Column("rework_count", Integer, nullable=False),
     Column("round", Integer, nullable=False),
     Column("resident_satisfaction", String(32)),
@@ -76,31 +76,7 @@ case_board = Table(
     Column("last_event_type", String(64), nullable=False),
     Column("last_notification_id", BigInteger, nullable=False),
     Column("version", Integer, nullable=False),
-    Column("updated_at", _TIME, nullable=False),
-)
-
-
-#: Every later case event moves the row on (its version at least), handled here or not.
-_FOLDED = frozenset(
-    {
-        "CaseAccepted",
-        "CaseRejected",
-        "CaseCancelled",
-        "Whistled",
-        "ReportedIn",
-        "HandedOff",
-        "HandOffDisputed",
-        "ResponsibilityDetermined",
-        "ConsultationHeld",
-        "HandlingReported",
-        "SentBackForRework",
-        "Closed",
-        "Rated",
-        "Reopened",
-        "DeadlineMissed",
-        "SupervisionIssued",
-        "EscalatedToDistrict",
-    }
+    Column("updated_at", TIME, nullable=False),
 )
 
 
@@ -109,7 +85,8 @@ class CaseBoard(CaseProjection[Row]):
 
     name = NAME
     tables = (case_board,)
-    event_types = frozenset({"CaseReported", *_FOLDED})
+    #: Every case event moves the row on (its version at least), handled here or not.
+    event_types = frozenset(CASE_EVENT_TYPES)
 
     def load(self, conn: Connection, case_id: str) -> Row | None:
         found = conn.execute(select(case_board).where(case_board.c.case_id == case_id)).first()

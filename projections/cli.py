@@ -24,7 +24,7 @@ from rich.table import Table
 
 from domain.reference import load_reference
 from infra.logs import configure_logging
-from infra.nats.connection import connect
+from infra.nats.connection import connect_service
 from infra.nats.streams import DEPT_STREAM, EVENTS_STREAM, ensure_streams
 from infra.settings import Settings
 from infra.store import open_service
@@ -58,12 +58,7 @@ async def _run(settings: Settings, projections: list[Projection]) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    nc = await connect(
-        settings.nats_servers(),
-        name="whistleloop-projector",
-        user=settings.nats_user or None,
-        password=settings.nats_password or None,
-    )
+    nc = await connect_service(settings, "whistleloop-projector")
     engine = open_views_engine(settings)
     try:
         js = nc.jetstream()
@@ -127,12 +122,7 @@ def rebuild(settings: Settings, names: Sequence[str], from_store: bool, console:
 async def _rebuild_all(
     settings: Settings, projections: list[Projection], from_store: bool, console: Console
 ) -> list[RebuildSummary]:
-    nc = await connect(
-        settings.nats_servers(),
-        name="whistleloop-rebuild",
-        user=settings.nats_user or None,
-        password=settings.nats_password or None,
-    )
+    nc = await connect_service(settings, "whistleloop-rebuild")
     engine = open_views_engine(settings)
     service = open_service(settings) if from_store else None
     summaries = []

@@ -51,7 +51,7 @@ from domain.case_rules import OPEN_STATUSES, Status
 from infra.event_codec import EventEnvelope, iso_utc
 from infra.sla import ActionKind, SlaAction, escalate_at, white_at
 from projections.base import ApplyContext
-from projections.views_db import metadata
+from projections.views_db import TIME, metadata
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,6 @@ State = dict[str, Any]
 Row = dict[str, Any]
 Key = tuple[str, str, str]  # (case_id, department, obligation)
 
-_TIME = String(32)
 _OPEN = frozenset(s.value for s in OPEN_STATUSES)
 
 deadlines = Table(
@@ -76,10 +75,10 @@ deadlines = Table(
     Column("community", String(64), nullable=False),
     Column("duty_item", String(32), nullable=False),
     Column("urgency", String(16), nullable=False),
-    Column("started_at", _TIME, nullable=False),
-    Column("due_at", _TIME, nullable=False),
-    Column("white_at", _TIME, nullable=False),
-    Column("escalate_at", _TIME),
+    Column("started_at", TIME, nullable=False),
+    Column("due_at", TIME, nullable=False),
+    Column("white_at", TIME, nullable=False),
+    Column("escalate_at", TIME),
     Column("white_issued", Boolean, nullable=False),
     Column("missed_recorded", Boolean, nullable=False),
     Column("yellow_issued", Boolean, nullable=False),

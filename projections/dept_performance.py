@@ -70,14 +70,12 @@ from domain.case_rules import Status
 from infra.event_codec import EventEnvelope
 from projections import kpi
 from projections.rollup import CaseRollup, Deltas, china_day, seconds_between, upsert_rows
-from projections.views_db import metadata
+from projections.views_db import DAY, TIME, metadata
 
 NAME = "dept_performance"
 
 Row = dict[str, Any]
 
-_TIME = String(32)
-_DAY = String(10)
 
 DAILY_KEYS = ("day", "department", "street", "community", "duty_item")
 BUCKETS = tuple(f"rb_{i}" for i in range(len(kpi.RESPONSE_BUCKETS_HOURS)))
@@ -100,7 +98,7 @@ def _counter(name: str) -> Column[Any]:
 perf_daily = Table(
     "perf_daily",
     metadata,
-    Column("day", _DAY, primary_key=True),
+    Column("day", DAY, primary_key=True),
     Column("department", String(64), primary_key=True),
     Column("street", String(64), primary_key=True),
     Column("community", String(64), primary_key=True),
@@ -122,12 +120,12 @@ perf_obligations = Table(
     Column("duty_item", String(32), nullable=False),
     Column("role", String(16), nullable=False),  # 'lead' | 'assisting'
     Column("active", Boolean, nullable=False),
-    Column("started_at", _TIME, nullable=False),
-    Column("response_deadline", _TIME, nullable=False),
-    Column("reported_in_at", _TIME),
+    Column("started_at", TIME, nullable=False),
+    Column("response_deadline", TIME, nullable=False),
+    Column("reported_in_at", TIME),
     Column("response_seconds", Float),
     Column("response_counted", Boolean, nullable=False),
-    Column("start_day", _DAY, nullable=False),
+    Column("start_day", DAY, nullable=False),
     Index("ix_perf_obligations_department", "department", "start_day"),
 )
 
@@ -139,12 +137,12 @@ perf_cases = Table(
     Column("community", String(64), nullable=False),
     Column("duty_item", String(32), nullable=False),
     Column("lead_department", String(64)),
-    Column("handling_deadline", _TIME),
+    Column("handling_deadline", TIME),
     #: The handling deadline already counted in `handling_due`, or '', and the day it was booked.
-    Column("handling_counted_for", _TIME, nullable=False),
-    Column("handling_due_day", _DAY),
+    Column("handling_counted_for", TIME, nullable=False),
+    Column("handling_due_day", DAY),
     #: The day of the latest handling report (a rework is booked on it).
-    Column("handled_day", _DAY),
+    Column("handled_day", DAY),
     Column("status", String(16), nullable=False),
     #: The last case version folded in: an older or repeated event changes nothing.
     Column("version", Integer, nullable=False),

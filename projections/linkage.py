@@ -48,7 +48,7 @@ from sqlalchemy import (
 
 from infra.event_codec import EventEnvelope
 from projections.rollup import CaseRollup, Deltas, seconds_between, upsert_rows
-from projections.views_db import metadata
+from projections.views_db import TIME, metadata
 
 NAME = "linkage"
 
@@ -80,7 +80,7 @@ linkage_members = Table(
     Column("active", Boolean, nullable=False),
     Column("counted_open", Boolean, nullable=False),
     #: When the department's current obligation began (response time = report-in − this).
-    Column("started_at", String(32), nullable=False),
+    Column("started_at", TIME, nullable=False),
 )
 
 linkage_cases = Table(

@@ -30,6 +30,12 @@ from infra.settings import Settings
 #: Every read-model table registers here, so `create_all` builds what the imported projections need.
 metadata = MetaData()
 
+#: Times as envelopes carry them: ISO-8601 UTC of one fixed width (`iso_utc`), so they compare and
+#: sort as text on SQLite and PostgreSQL alike.
+TIME = String(32)
+#: China dates (`YYYY-MM-DD`, UTC+8): the days roll-ups are booked on.
+DAY = String(10)
+
 #: One row per projection: how far it has applied, committed with the read model it describes.
 projection_tracking = Table(
     "projection_tracking",

@@ -9,6 +9,8 @@ from typing import Any
 import nats
 from nats.aio.client import Client
 
+from infra.settings import Settings
+
 log = logging.getLogger(__name__)
 
 
@@ -65,3 +67,14 @@ async def connect(
     )
     client.append(nc)
     return nc
+
+
+async def connect_service(settings: Settings, name: str, **options: Any) -> Client:
+    """This process's connection as the configured service user (none without accounts)."""
+    return await connect(
+        settings.nats_servers(),
+        name=name,
+        user=settings.nats_user or None,
+        password=settings.nats_password or None,
+        **options,
+    )

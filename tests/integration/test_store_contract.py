@@ -7,7 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 from domain.actors import Actor
-from domain.case import Case
+from domain.case import CASE_EVENT_TYPES, Case
 from domain.case_rules import Status
 from domain.clock import ManualClock
 from domain.service import CaseService
@@ -56,6 +56,7 @@ def test_every_event_is_stored_under_its_stable_topic(
     assert set(CASE_EVENTS) == {
         name for name, value in vars(Case).items() if isinstance(value, type) and name != "Event"
     }, "CASE_EVENTS must name every event class of Case"
+    assert set(CASE_EVENT_TYPES) == set(CASE_EVENTS), "the domain's list, which projections use"
     run_full_loop(service, clock, actors)
     rejected = report_case(service, actors)
     service.reject(rejected, actors["street"], "not_public", "属私人纠纷")
