@@ -55,6 +55,7 @@ async def test_two_relays_only_one_publishes_and_the_other_takes_over(
     await wait_for(lambda: _past(url, mark), 20, "the active relay to resume", interval=0.01)
     active.kill()
     await wait_for(lambda: standby.said(LEADING), 10, "the standby to take over")
+    insert_cases(service, template, 200)  # work for the new leader even if the old one finished
     await wait_until_relayed(url, service, timeout=30)
     assert standby.batches()
     await assert_stream_equals_log(url, service)
