@@ -220,18 +220,6 @@ class SlaClock:
         )
 
 
-__all__ = [
-    "ActionKind",
-    "DueSource",
-    "SlaAction",
-    "SlaClock",
-    "TickReport",
-    "escalate_at",
-    "miss_colour",
-    "white_at",
-]
-
-
 def run_clock(service: CaseService, source: DueSource, every: float) -> None:
     """`whistleloop sla`: ticks until SIGINT or SIGTERM, then returns after the current tick."""
     configure_logging()
@@ -241,3 +229,16 @@ def run_clock(service: CaseService, source: DueSource, every: float) -> None:
     log.info("SLA clock starting", extra={"every": every})
     SlaClock(service, source, service.clock).run(stop, every)
     log.info("SLA clock stopped")
+
+
+__all__ = [
+    "ActionKind",
+    "DueSource",
+    "SlaAction",
+    "SlaClock",
+    "TickReport",
+    "escalate_at",
+    "miss_colour",
+    "run_clock",
+    "white_at",
+]
