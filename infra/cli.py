@@ -164,6 +164,13 @@ def bench(
         ),
     ] = 0,
     only: Annotated[BenchSection | None, typer.Option(help="Run one section only.")] = None,
+    update: Annotated[
+        bool,
+        typer.Option(
+            help="With --only: put the fresh section into docs/BENCHMARKS.md, keeping the others "
+            "as recorded."
+        ),
+    ] = False,
     postgres_url: Annotated[
         str,
         typer.Option(help="PostgreSQL to measure on; empty skips it.", envvar="WL_BENCH_PG_URL"),
@@ -172,7 +179,8 @@ def bench(
         Path | None,
         typer.Option(
             help="Markdown report to write (default docs/BENCHMARKS.md; with --only, "
-            "var/bench/BENCHMARKS-<section>.md, so a partial run never replaces the full report)."
+            "var/bench/BENCHMARKS-<section>.md unless --update, so a partial run never replaces "
+            "the full report)."
         ),
     ] = None,
 ) -> None:
@@ -185,7 +193,7 @@ def bench(
     .json beside it).
     """
     from infra.benchmarks.relay import relay_section
-    from infra.benchmarks.report import Section, write_report
+    from infra.benchmarks.report import Section, merged, write_report
     from infra.benchmarks.store import store_section
     from projections.benchmark import projections_section, runner_section
 
@@ -198,10 +206,12 @@ def bench(
         BenchSection.PROJECTIONS: lambda: projections_section(corpus_events),
     }
     sections = [run() for name, run in runs.items() if only in (None, name)]
-    default = (
-        Path("docs/BENCHMARKS.md") if only is None else Path(f"var/bench/BENCHMARKS-{only}.md")
-    )
-    write_report(sections, postgres_url, output or default)
+    report = Path("docs/BENCHMARKS.md")
+    if only is not None and update:
+        sections = merged(sections, report.with_suffix(".json"))
+    elif only is not None:
+        report = Path(f"var/bench/BENCHMARKS-{only}.md")
+    write_report(sections, postgres_url, output or report)
 
 
 @app.command()

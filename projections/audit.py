@@ -19,6 +19,8 @@ Rows are buffered per batch (`begin_batch`/`end_batch`, called by the runner) an
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -50,6 +52,8 @@ from infra.signing import TreeHeadSigner
 from projections import merkle
 from projections.base import ApplyContext
 from projections.views_db import TIME, metadata
+
+log = logging.getLogger(__name__)
 
 NAME = "audit"
 #: Signed tree heads go to WL_AUDIT (subjects wl.audit.>), one message per tree size.
@@ -324,6 +328,32 @@ async def publish_tree_head(
     )
     await asyncio.to_thread(_mark_published, engine, int(signed["tree_size"]))
     return signed
+
+
+async def sign_while_idle(
+    engine: Engine, signer: TreeHeadSigner, js: JetStreamContext, every: float, stop: asyncio.Event
+) -> None:
+    """Signs a head every `every` seconds when the log has grown since the last one.
+
+    The projection signs only at the end of a batch, so the newest events of a quiet period would
+    otherwise wait for the next event to be covered by a signed head. Runs beside the projector.
+    """
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=every)
+        if stop.is_set():
+            return
+        try:
+            if await asyncio.to_thread(_grown_since_last_head, engine):
+                await publish_tree_head(engine, signer, js)
+        except Exception:  # NATS or the database away: try again next time
+            log.warning("could not sign the audit tree head; retrying later", exc_info=True)
+
+
+def _grown_since_last_head(engine: Engine) -> bool:
+    with engine.connect() as conn:
+        state = AuditState.load(conn)
+    return state.exists and state.frontier.size > state.last_head_size
 
 
 def _store_current_head(engine: Engine, signer: TreeHeadSigner) -> dict[str, Any]:

@@ -434,7 +434,8 @@ def cli_verify(
     out = console or Console()
     try:
         key = public_key or _public_key(settings)
-        report = asyncio.run(_verify_with(settings, key))
+        with out.status("reading the event store, WL_EVENTS, the audit log and the signed heads…"):
+            report = asyncio.run(_verify_with(settings, key))
     except Exception as error:  # the operator needs the reason, not a traceback
         out.print(f"[red]audit verify could not run:[/] {type(error).__name__}: {error}")
         return 2

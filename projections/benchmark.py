@@ -35,11 +35,10 @@ from infra.nats.server import NatsServer
 from infra.nats.streams import EVENTS_STREAM
 from infra.settings import Settings
 from projections import registry
-from projections.base import ApplyContext, Projection
+from projections.base import ApplyContext
 from projections.case_board import case_board
-from projections.control import reset_projection
 from projections.rebuild import NOT_REBUILDABLE, rebuild_from_stream
-from projections.runner import ProjectorRunner, RunnerOptions
+from projections.runner import ProjectorRunner
 from projections.tracking import read_position
 from projections.views_db import open_views_engine
 
@@ -158,11 +157,10 @@ def projections_section(events: int, calls: int = QUERY_CALLS, seed: int = CORPU
         server = built.nats_server().start()
         try:
             total, raw = asyncio.run(_fresh_raw_rate(server.url))
-            rebuilt = asyncio.run(_rebuild_each(server.url, Settings(var_dir=Path(tmp) / "each")))
-            together, peak_mb = _rebuild_together(server.url, Path(tmp) / "all")
+            rebuilt = _rebuild_each(server.url, Path(tmp) / "views")
         finally:
             server.stop()
-        engine = open_views_engine(Settings(var_dir=Path(tmp) / "all"))
+        engine = open_views_engine(Settings(var_dir=Path(tmp) / "views"))
         try:
             latencies = QueryWorkload(engine, built, random.Random(seed)).measure(calls)
         finally:
@@ -170,12 +168,12 @@ def projections_section(events: int, calls: int = QUERY_CALLS, seed: int = CORPU
     results = [Result(BACKEND, RAW, total, raw, RAW, raw)]
     results += [
         Result(BACKEND, f"rebuild {name} from the stream", total, rate, RAW, raw, REBUILD_TARGET)
-        for name, rate in rebuilt.items()
+        for name, (rate, _) in rebuilt.items()
     ]
-    results.append(
-        Result(BACKEND, f"all {len(rebuilt)} together, one process", total, together, RAW, raw)
-    )
-    limits = [Limit(BACKEND, "projector peak RSS (all together)", 1, peak_mb, "MB", RSS_CEILING_MB)]
+    limits = [
+        Limit(BACKEND, f"projector peak RSS ({name})", 1, peak_mb, "MB", RSS_CEILING_MB)
+        for name, (_, peak_mb) in rebuilt.items()
+    ]
     limits += [
         Limit(
             "SQLite views",
@@ -224,83 +222,46 @@ async def _fresh_raw_rate(url: str) -> tuple[int, float]:
     return total, await _raw_fetch_ack(url, total)
 
 
-def _table_projections(settings: Settings) -> list[Projection]:
-    """Every registered projection with tables (dept_feeds publishes instead: not rebuilt)."""
-    known = registry.registered(settings)
-    return [make() for name, make in known.items() if name not in NOT_REBUILDABLE]
-
-
-async def _rebuild_each(url: str, settings: Settings) -> dict[str, float]:
-    """Each projection alone, rebuilt from the stream with `rebuild_from_stream`: events/s."""
-    nc = await connect(url, name="bench-rebuild")
-    engine = open_views_engine(settings)
-    rates: dict[str, float] = {}
-    try:
-        for projection in _table_projections(settings):
-            summary = await rebuild_from_stream(nc, engine, projection, lambda done, total: None)
-            rates[projection.name] = summary.rate
-            print(f"  rebuilt {projection.name}: {summary.events:,} events, {summary.rate:,.0f}/s")
-    finally:
-        await nc.close()
-        engine.dispose()
-    return rates
-
-
-def _rebuild_together(url: str, var_dir: Path) -> tuple[float, float]:
-    """All projections in one child process, as `whistleloop project` runs them: (events/s, peak
-    RSS in MB, read from the kernel's accounting of that child alone)."""
+def _rebuild_each(url: str, var_dir: Path) -> dict[str, tuple[float, float]]:
+    """Each projection rebuilt from the stream in a child process of its own, one after another,
+    into one views database: name → (events/s, peak RSS in MB from the kernel's `wait4`)."""
     var_dir.mkdir(parents=True, exist_ok=True)
-    result = var_dir / "result.json"
-    child = subprocess.Popen(
-        [sys.executable, "-m", "projections.benchmark", url, str(var_dir), str(result)]
-    )
-    _pid, status, usage = os.wait4(child.pid, 0)
-    child.returncode = os.waitstatus_to_exitcode(status)
-    if child.returncode != 0:
-        raise RuntimeError(f"the projector child failed with exit code {child.returncode}")
-    outcome = json.loads(result.read_text())
-    return outcome["events"] / outcome["seconds"], usage.ru_maxrss / 1024  # Linux: KiB
+    found: dict[str, tuple[float, float]] = {}
+    for name in _table_projection_names(Settings(var_dir=var_dir)):
+        result = var_dir / f"{name}.json"
+        child = subprocess.Popen(
+            [sys.executable, "-m", "projections.benchmark", url, str(var_dir), name, str(result)]
+        )
+        _pid, status, usage = os.wait4(child.pid, 0)
+        if os.waitstatus_to_exitcode(status) != 0:
+            raise RuntimeError(f"rebuilding {name} failed in its child process")
+        rate = json.loads(result.read_text())["rate"]
+        found[name] = (rate, usage.ru_maxrss / 1024)  # Linux: KiB
+        print(f"  rebuilt {name}: {rate:,.0f}/s, peak RSS {usage.ru_maxrss / 1024:,.0f} MB")
+    return found
 
 
-async def _project_all(url: str, settings: Settings) -> tuple[int, float]:
-    """The child's work: reset every table projection, run them all until each has the stream."""
-    nc = await connect(url, name="bench-project-all")
+def _table_projection_names(settings: Settings) -> list[str]:
+    """Every registered projection with tables (dept_feeds publishes instead: not rebuilt)."""
+    return [name for name in registry.registered(settings) if name not in NOT_REBUILDABLE]
+
+
+async def _rebuild_one(url: str, settings: Settings, name: str) -> float:
+    """The child's work: `rebuild_from_stream` of one projection, as the CLI runs it."""
+    nc = await connect(url, name=f"bench-rebuild-{name}")
     engine = open_views_engine(settings)
-    projections = _table_projections(settings)
-    stop = asyncio.Event()
     try:
-        target = (await nc.jetstream().stream_info(EVENTS_STREAM)).state.last_seq
-        for projection in projections:
-            await asyncio.to_thread(reset_projection, engine, projection)
-        runner = ProjectorRunner(nc, engine, projections, RunnerOptions(fetch_timeout=0.2))
-        started = time.perf_counter()
-        task = asyncio.create_task(runner.run(stop))
-        while min([_position(engine, p.name) for p in projections]) < target:
-            await asyncio.sleep(0.25)
-            if task.done():
-                task.result()
-                raise RuntimeError("the projector runner stopped before the end of the stream")
-        seconds = time.perf_counter() - started
-        stop.set()
-        await task
-        return target, seconds
+        projection = registry.select([name], settings)[0]
+        summary = await rebuild_from_stream(nc, engine, projection, lambda done, total: None)
+        return summary.rate
     finally:
-        stop.set()
         await nc.close()
         engine.dispose()
 
 
-def _position(engine: Engine, name: str) -> int:
-    try:
-        with engine.connect() as conn:
-            return read_position(conn, name).last_stream_seq
-    except OperationalError:
-        return 0
-
-
-def _child_main(url: str, var_dir: str, result: str) -> None:
-    events, seconds = asyncio.run(_project_all(url, Settings(var_dir=Path(var_dir))))
-    Path(result).write_text(json.dumps({"events": events, "seconds": seconds}))
+def _child_main(url: str, var_dir: str, name: str, result: str) -> None:
+    rate = asyncio.run(_rebuild_one(url, Settings(var_dir=Path(var_dir)), name))
+    Path(result).write_text(json.dumps({"rate": rate}))
 
 
 # --- query latencies ----------------------------------------------------------------------------
@@ -425,12 +386,13 @@ _PROJECTION_NOTES = """- *corpus*: {cases:,} cases simulated with seed {seed} (`
 - *rebuild NAME*: `rebuild_from_stream` of that projection alone (reset, then its runner from the
   first sequence until its tracking row reaches the last), into an empty SQLite views database.
   `dept_feeds` re-publishes rather than writes tables and is not rebuilt.
-- *all together*: a child process runs every table projection in one `ProjectorRunner`, as
-  `whistleloop project` does; its peak RSS is the kernel's `ru_maxrss` for that child (`wait4`).
+- *rebuild NAME* runs in a child process of its own (one after another, into one views
+  database); *peak RSS* is the kernel's `ru_maxrss` of that child (`wait4`): a projector's
+  whole footprint (interpreter, libraries, its caches, SQLite's page cache).
 - *queries*: every public query of `projections/queries/`, {calls} calls each, interleaved, on the
-  views the child built, with random cases, departments, streets, filters, follow-on cursor pages
+  views the children built, with random cases, departments, streets, filters, follow-on cursor pages
   and periods of a day, week, month or year inside the corpus; `now` is the corpus's last event."""
 
 
 if __name__ == "__main__":
-    _child_main(*sys.argv[1:4])
+    _child_main(*sys.argv[1:5])

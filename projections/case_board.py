@@ -23,6 +23,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     Connection,
+    Index,
     Integer,
     String,
     Table,
@@ -46,17 +47,17 @@ case_board = Table(
     NAME,
     metadata,
     Column("case_id", String(64), primary_key=True),
-    Column("street", String(64), nullable=False, index=True),
-    Column("community", String(64), index=True),
+    Column("street", String(64), nullable=False),
+    Column("community", String(64)),
     Column("grid", String(64)),
     Column("title", Text, nullable=False),
     Column("source", String(32), nullable=False),
-    Column("status", String(16), nullable=False, index=True),
-    Column("stage", String(16), nullable=False, index=True),
+    Column("status", String(16), nullable=False),
+    Column("stage", String(16), nullable=False),
     Column("duty_item", String(32)),
     Column("duty_list_version", Integer),
     Column("urgency", String(16), nullable=False),
-    Column("lead_department", String(64), index=True),
+    Column("lead_department", String(64)),
     Column("assisting_departments", JSON, nullable=False),
     #: {dept: {role, active, response_deadline, reported_in_at}}, as the aggregate's obligations.
     Column("obligations", JSON, nullable=False),
@@ -77,6 +78,11 @@ case_board = Table(
     Column("last_notification_id", BigInteger, nullable=False),
     Column("version", Integer, nullable=False),
     Column("updated_at", TIME, nullable=False),
+    # The case list filters on one of these and pages newest first: each index serves both.
+    *(
+        Index(f"ix_case_board_{column}_reported", column, "reported_at", "case_id")
+        for column in ("street", "community", "status", "stage", "lead_department", "duty_item")
+    ),
 )
 
 

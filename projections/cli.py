@@ -29,6 +29,7 @@ from infra.nats.streams import DEPT_STREAM, EVENTS_STREAM, ensure_streams
 from infra.settings import Settings
 from infra.store import open_service
 from projections import registry
+from projections.audit import Audit, sign_while_idle
 from projections.base import Projection
 from projections.control import status_rows
 from projections.dept_feeds import NAME as DEPT_FEEDS
@@ -66,7 +67,14 @@ async def _run(settings: Settings, projections: list[Projection]) -> None:
         if any(p.name == DEPT_FEEDS for p in projections):
             await ensure_department_consumers(js, load_reference().departments)
         log.info("projectors starting", extra={"projections": [p.name for p in projections]})
-        await ProjectorRunner(nc, engine, projections).run(stop)
+        await asyncio.gather(
+            ProjectorRunner(nc, engine, projections).run(stop),
+            *(
+                sign_while_idle(engine, p.signer, js, settings.audit_head_interval, stop)
+                for p in projections
+                if isinstance(p, Audit) and p.signer is not None
+            ),
+        )
     finally:
         with contextlib.suppress(Exception):
             await nc.drain()

@@ -12,17 +12,17 @@ supervisions and escalations by (department, deadline) key: a row's flags are re
 so a row that comes back (a reopen revives an assisting department's unanswered response) carries
 the flags its deadline already earned, as the aggregate would refuse to repeat them.
 
-Writes are buffered per batch (`begin_batch`/`end_batch`): each touched case's state is read once,
-and at the end the rows it should have are compared with the rows it had, then written with a few
-`executemany` statements. Without the hooks every event is written through at once.
+Writes are buffered per batch (`rollup.CaseProjection`): a case's state is read on first touch and
+kept while provably current; at the end of a batch the rows each touched case should have are
+compared with the rows last written for it, and only the differences are written, with a few
+`executemany` statements.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -44,19 +44,16 @@ from sqlalchemy import (
     not_,
     or_,
     select,
-    update,
 )
 
+from domain.case import CASE_EVENT_TYPES
 from domain.case_rules import OPEN_STATUSES, Status
 from infra.event_codec import EventEnvelope, iso_utc
 from infra.sla import ActionKind, SlaAction, escalate_at, white_at
-from projections.base import ApplyContext
+from projections.rollup import CaseProjection, upsert_rows
 from projections.views_db import TIME, metadata
 
-log = logging.getLogger(__name__)
-
 NAME = "deadlines"
-CASE_TOPIC_PREFIX = "whistleloop.case."
 RESPONSE, HANDLING = "response", "handling"
 
 State = dict[str, Any]
@@ -101,128 +98,58 @@ deadlines_cases = Table(
 )
 
 
-class Deadlines:
+@dataclass
+class CaseDeadlines:
+    """A case's folded state and the `deadlines` rows last written for it (to write only changes)."""
+
+    case_id: str
+    state: State
+    written: dict[Key, Row]
+
+
+class Deadlines(CaseProjection[CaseDeadlines]):
     """The deadlines projection (see the module docstring)."""
 
     name = NAME
     tables = (deadlines, deadlines_cases)
-    subjects = ("wl.ev.>",)
+    event_types = frozenset(CASE_EVENT_TYPES)
 
-    def __init__(self) -> None:
-        self._batch: _Batch | None = None
-
-    def begin_batch(self, conn: Connection) -> None:
-        self._batch = _Batch()
-
-    def end_batch(self, conn: Connection) -> None:
-        batch, self._batch = self._batch, None
-        if batch is not None:
-            batch.write(conn)
-
-    def apply(self, conn: Connection, envelope: EventEnvelope, context: ApplyContext) -> bool:
-        if not envelope.topic.startswith(CASE_TOPIC_PREFIX):
-            return False
-        if self._batch is not None:
-            return self._batch.apply(conn, envelope)
-        batch = _Batch()  # run without the batch hooks: write through
-        handled = batch.apply(conn, envelope)
-        batch.write(conn)
-        return handled
-
-
-# --- the batch buffer ------------------------------------------------------------------------------
-
-
-@dataclass
-class _Batch:
-    """The states of the cases a batch touched, and the rows each had when the batch began."""
-
-    states: dict[str, State] = field(default_factory=dict)
-    stored_rows: dict[str, dict[Key, Row]] = field(default_factory=dict)
-    new: set[str] = field(default_factory=set)
-    changed: set[str] = field(default_factory=set)
-    missing: set[str] = field(default_factory=set)
-
-    def apply(self, conn: Connection, envelope: EventEnvelope) -> bool:
-        case_id = envelope.aggregate_id
-        state = self._state(conn, case_id)
-        if envelope.event_type == "CaseReported":
-            if state is None:
-                self.states[case_id] = reported_state(envelope)
-                self.stored_rows[case_id] = {}
-                self.new.add(case_id)
-                self.missing.discard(case_id)
-            return True
-        if state is None:  # its report was skipped by an operator: a known divergence
-            log.warning(
-                "event of a case deadlines does not hold; ignored",
-                extra={"case_id": case_id, "notification_id": envelope.notification_id},
-            )
-            return False
-        if envelope.version <= state["version"]:
-            return True  # already folded in (a replay): never rewind
-        fold(state, envelope)
-        self.changed.add(case_id)
-        return True
-
-    def _state(self, conn: Connection, case_id: str) -> State | None:
-        if case_id in self.states:
-            return self.states[case_id]
-        if case_id in self.missing:
-            return None
+    def load(self, conn: Connection, case_id: str) -> CaseDeadlines | None:
         found = conn.execute(
             select(deadlines_cases.c.state).where(deadlines_cases.c.case_id == case_id)
         ).scalar_one_or_none()
         if found is None:
-            self.missing.add(case_id)
             return None
         state: State = dict(found)
-        self.states[case_id] = state
-        self.stored_rows[case_id] = open_rows(case_id, state)
-        return state
+        return CaseDeadlines(case_id, state, open_rows(case_id, state))
 
-    def write(self, conn: Connection) -> None:
-        """Stores the touched states and the differences between old and new rows."""
-        if self.new:
-            conn.execute(
-                insert(deadlines_cases),
-                [
-                    {"case_id": c, "version": self.states[c]["version"], "state": self.states[c]}
-                    for c in sorted(self.new)
-                ],
-            )
-        old = sorted(self.changed - self.new)
-        if old:
-            conn.execute(
-                update(deadlines_cases)
-                .where(deadlines_cases.c.case_id == bindparam("b_case_id"))
-                .values(version=bindparam("b_version"), state=bindparam("b_state")),
-                [
-                    {
-                        "b_case_id": c,
-                        "b_version": self.states[c]["version"],
-                        "b_state": self.states[c],
-                    }
-                    for c in old
-                ],
-            )
-        gone, fresh = self._row_changes()
+    def reported(self, envelope: EventEnvelope) -> CaseDeadlines:
+        return CaseDeadlines(envelope.aggregate_id, reported_state(envelope), {})
+
+    def fold(self, case: CaseDeadlines, envelope: EventEnvelope) -> bool:
+        if envelope.version > case.state["version"]:  # else a replay: never rewind
+            fold(case.state, envelope)
+        return True
+
+    def write(self, conn: Connection, cases: list[CaseDeadlines]) -> None:
+        """Stores the touched states and the differences between the rows written and now."""
+        states = [
+            {"case_id": c.case_id, "version": c.state["version"], "state": c.state} for c in cases
+        ]
+        upsert_rows(conn, deadlines_cases, states)
+        gone: list[Key] = []
+        fresh: list[Row] = []
+        for case in cases:
+            now = open_rows(case.case_id, case.state)
+            gone += [key for key, row in case.written.items() if now.get(key) != row]
+            fresh += [row for key, row in now.items() if case.written.get(key) != row]
+            case.written = now
         if gone:
             conn.execute(
                 _DELETE_ROW, [{"k_case": k[0], "k_dept": k[1], "k_obl": k[2]} for k in gone]
             )
         if fresh:
             conn.execute(insert(deadlines), fresh)
-
-    def _row_changes(self) -> tuple[list[Key], list[Row]]:
-        gone: list[Key] = []
-        fresh: list[Row] = []
-        for case_id in sorted(self.changed | self.new):
-            before = self.stored_rows.get(case_id, {})
-            after = open_rows(case_id, self.states[case_id])
-            gone += [key for key, row in before.items() if after.get(key) != row]
-            fresh += [row for key, row in after.items() if before.get(key) != row]
-        return gone, fresh
 
 
 _DELETE_ROW = delete(deadlines).where(

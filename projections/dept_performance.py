@@ -69,7 +69,14 @@ from sqlalchemy import (
 from domain.case_rules import Status
 from infra.event_codec import EventEnvelope
 from projections import kpi
-from projections.rollup import CaseRollup, Deltas, china_day, seconds_between, upsert_rows
+from projections.rollup import (
+    CaseRollup,
+    Deltas,
+    add_deltas,
+    china_day,
+    seconds_between,
+    upsert_rows,
+)
 from projections.views_db import DAY, TIME, metadata
 
 NAME = "dept_performance"
@@ -95,6 +102,16 @@ def _counter(name: str) -> Column[Any]:
     return Column(name, kind, nullable=False, default=0, server_default="0")
 
 
+def _counters() -> list[Column[Any]]:
+    """Every counter column, in the order the tables show them."""
+    return [
+        *(_counter(name) for name in _COUNTS[:2]),
+        _counter("response_seconds"),
+        *(_counter(name) for name in _COUNTS[2:]),
+        _counter("street_score_sum"),
+    ]
+
+
 perf_daily = Table(
     "perf_daily",
     metadata,
@@ -103,12 +120,23 @@ perf_daily = Table(
     Column("street", String(64), primary_key=True),
     Column("community", String(64), primary_key=True),
     Column("duty_item", String(32), primary_key=True),
-    *(_counter(name) for name in _COUNTS[:2]),
-    _counter("response_seconds"),
-    *(_counter(name) for name in _COUNTS[2:]),
-    _counter("street_score_sum"),
+    *_counters(),
     Index("ix_perf_daily_department_day", "department", "day"),
 )
+
+#: The same counters summed per day and ONE dimension, so a year's ranking or measures per street
+#: read 365 × (departments | streets | …) rows, not every (street, community, item) combination.
+ROLLUP_DIMENSIONS = ("department", "street", "community", "duty_item")
+perf_by: dict[str, Table] = {
+    dimension: Table(
+        f"perf_daily_by_{dimension}",
+        metadata,
+        Column("day", DAY, primary_key=True),
+        Column(dimension, String(64), primary_key=True),
+        *_counters(),
+    )
+    for dimension in ROLLUP_DIMENSIONS
+}
 
 perf_obligations = Table(
     "perf_obligations",
@@ -428,7 +456,7 @@ class DeptPerformance(CaseRollup[CaseState]):
     """The department performance projection (see the module docstring)."""
 
     name = NAME
-    tables = (perf_daily, perf_obligations, perf_cases)
+    tables = (perf_daily, *perf_by.values(), perf_obligations, perf_cases)
     event_types = frozenset(_HANDLERS)
 
     def __init__(self) -> None:
@@ -442,6 +470,11 @@ class DeptPerformance(CaseRollup[CaseState]):
 
     def fold_counting(self, state: CaseState, envelope: EventEnvelope, deltas: Deltas) -> bool:
         return fold(state, envelope, deltas)
+
+    def end_batch(self, conn: Connection) -> None:
+        for dimension, table in perf_by.items():
+            add_deltas(conn, table, ("day", dimension), self._deltas.summed_by("day", dimension))
+        super().end_batch(conn)
 
     def write(self, conn: Connection, states: list[CaseState]) -> None:
         upsert_rows(conn, perf_cases, [state.case for state in states])

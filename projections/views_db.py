@@ -88,10 +88,17 @@ def open_views_engine(settings: Settings) -> Engine:
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:
-    """WAL lets readers (gateway queries) run beside the projector's writes."""
+    """WAL lets readers (gateway queries) run beside the projector's writes.
+
+    `synchronous=NORMAL` is safe for read models: in WAL mode a power cut can lose the last commits
+    but never leaves a torn one, and a lost commit takes its tracking row with it, so the runner
+    re-applies those events. A 32 MiB page cache keeps the hot B-tree pages of 10⁶-event read
+    models in memory during a rebuild (SQLite's default is 2 MiB).
+    """
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA cache_size=-32768")
     cursor.close()
 
 

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy
 from rich.table import Table
@@ -153,6 +154,7 @@ def write_report(sections: list[Section], postgres_url: str, output: Path) -> No
             {
                 "title": s.title,
                 "target": s.target,
+                "notes": s.notes,
                 "results": [asdict(r) | {"ratio": round(r.ratio, 3)} for r in s.results],
                 "limits": [asdict(limit) | {"verdict": limit.verdict} for limit in s.limits],
             }
@@ -162,6 +164,35 @@ def write_report(sections: list[Section], postgres_url: str, output: Path) -> No
     output.with_suffix(".json").write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
     output.write_text(_markdown(sections, env), encoding="utf-8")
     console.print(f"wrote {output} and {output.with_suffix('.json')}")
+
+
+def merged(sections: list[Section], recorded: Path) -> list[Section]:
+    """The sections of an earlier report (its .json) with the fresh ones put in place by title.
+
+    `bench --only X --update` re-measures one section without re-running the others (the whole
+    suite takes most of an hour): their figures stay as they were recorded, with their own date
+    in the report's notes.
+    """
+    fresh = {s.title: s for s in sections}
+    if not recorded.exists():
+        return sections
+    data = json.loads(recorded.read_text())
+    found = [
+        fresh.pop(raw["title"]) if raw["title"] in fresh else _section(raw)
+        for raw in data["sections"]
+    ]
+    return found + list(fresh.values())
+
+
+def _section(raw: dict[str, Any]) -> Section:
+    drop = {"ratio", "verdict"}
+    return Section(
+        raw["title"],
+        raw["target"],
+        raw.get("notes", ""),
+        [Result(**{k: v for k, v in r.items() if k not in drop}) for r in raw["results"]],
+        [Limit(**{k: v for k, v in x.items() if k not in drop}) for x in raw.get("limits", [])],
+    )
 
 
 def _markdown(sections: list[Section], env: dict[str, str]) -> str:

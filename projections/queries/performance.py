@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    Table,
     and_,
     case,
     func,
@@ -18,8 +19,7 @@ from sqlalchemy import (
 from domain.errors import NotFound
 from projections import kpi
 from projections.deadlines import deadlines as deadlines_t
-from projections.dept_performance import BUCKETS, DAILY_KEYS
-from projections.dept_performance import perf_daily as perf_daily_t
+from projections.dept_performance import BUCKETS, DAILY_KEYS, perf_by
 from projections.queries.common import (
     Db,
     Json,
@@ -54,9 +54,8 @@ class Snapshot:
         )
 
 
-def _measure_columns() -> list[Any]:
-    daily = perf_daily_t
-    return [c for c in daily.c if c.name not in DAILY_KEYS]
+def _measure_columns(table: Table) -> list[Any]:
+    return [c for c in table.c if c.name not in DAILY_KEYS]
 
 
 def _summed(columns: Sequence[Any]) -> list[Any]:
@@ -68,16 +67,16 @@ def _plain_sums(mapping: Any, columns: Sequence[Any]) -> dict[str, float]:
     return {c.name: float(mapping[c.name] or 0) for c in columns}
 
 
-def _period_sums(
-    db: Db, period: Period, group: Sequence[str]
-) -> dict[tuple[str, ...], dict[str, float]]:
-    """Sums of every perf_daily measure over the period, per value of the `group` columns.
+def _period_sums(db: Db, period: Period, dimension: str) -> dict[tuple[str, ...], dict[str, float]]:
+    """Sums of every measure over the period, per value of one dimension.
 
-    The range on `day` (the primary key's first column) keeps this to the period's rows.
+    From the narrow roll-up of that dimension (`perf_daily_by_<dimension>`): the range on `day`
+    (the primary key's first column) keeps this to the period's rows, a few per day.
     """
-    daily = perf_daily_t
-    columns = _measure_columns()
-    keys = [daily.c[name] for name in group]
+    daily = perf_by[dimension]
+    columns = _measure_columns(daily)
+    keys = [daily.c[dimension]]
+    group = (dimension,)
     query = (
         select(*keys, *_summed(columns))
         .where(daily.c.day >= period.first_day, daily.c.day <= period.last_day)
@@ -190,7 +189,7 @@ def measures(sums: Mapping[str, float], snapshot: Snapshot) -> Json:
 
 
 def _zero_sums() -> dict[str, float]:
-    return {c.name: 0.0 for c in _measure_columns()}
+    return {c.name: 0.0 for c in _measure_columns(perf_by["department"])}
 
 
 def _check_department(department: object) -> str:
@@ -215,8 +214,8 @@ def department_performance(db: Db, department: str, period: Period, now: datetim
     _check_department(department)
     _check_period(period)
     now_iso = check_now(now)
-    daily = perf_daily_t
-    columns = _measure_columns()
+    daily = perf_by["department"]
+    columns = _measure_columns(daily)
     query = select(*_summed(columns)).where(
         daily.c.day >= period.first_day,
         daily.c.day <= period.last_day,
@@ -264,7 +263,7 @@ def performance_ranking(db: Db, period: Period, now: datetime, by: str = "score"
         )
     _check_period(period)
     now_iso = check_now(now)
-    sums = _period_sums(db, period, ("department",))
+    sums = _period_sums(db, period, "department")
     snapshots = _snapshots(db, now_iso, ("department",))
     ref = reference_data()
     entries = []
@@ -306,7 +305,7 @@ def measures_by(db: Db, period: Period, now: datetime, dimension: str = "street"
     _check_period(period)
     now_iso = check_now(now)
     column = "duty_item" if dimension == "section" else dimension
-    sums = _period_sums(db, period, (column,))
+    sums = _period_sums(db, period, column)
     snapshots = _snapshots(db, now_iso, (column,))
     if dimension == "section":
         sums, snapshots = _by_section(sums, snapshots)

@@ -15,7 +15,7 @@ from uuid import UUID
 
 import pytest
 from nats.aio.client import Client
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 
 from domain.clock import ManualClock
 from domain.service import CaseService
@@ -25,7 +25,7 @@ from projections.base import Projection
 from projections.case_board import CaseBoard
 from projections.control import reset_projection
 from projections.deadlines import Deadlines
-from projections.dept_performance import DeptPerformance
+from projections.dept_performance import DAILY_KEYS, DeptPerformance, perf_by, perf_daily
 from projections.linkage import Linkage
 from projections.runner import ProjectorRunner, RunnerOptions
 from tests.integration.projections.fuzz import fuzz
@@ -100,3 +100,24 @@ async def test_incremental_projection_equals_a_full_rebuild(
     rebuilt = dump(views_engine, projections)
     for table, rows in incremental.items():
         assert rebuilt[table] == rows, f"{table} differs after a rebuild"
+    assert_narrow_rollups_sum_the_daily_rows(views_engine)
+
+
+def assert_narrow_rollups_sum_the_daily_rows(engine: Engine) -> None:
+    """Each perf_daily_by_<dimension> is perf_daily summed per (day, dimension)."""
+    counters = [c.name for c in perf_daily.c if c.name not in DAILY_KEYS]
+    with engine.connect() as conn:
+        for dimension, table in perf_by.items():
+            keys = [perf_daily.c.day, perf_daily.c[dimension]]
+            summed = conn.execute(
+                select(*keys, *(func.sum(perf_daily.c[n]) for n in counters))
+                .group_by(*keys)
+                .order_by(*keys)
+            ).all()
+            narrow = conn.execute(
+                select(table.c.day, table.c[dimension], *(table.c[n] for n in counters)).order_by(
+                    table.c.day, table.c[dimension]
+                )
+            ).all()
+            assert [tuple(r) for r in narrow] == [tuple(r) for r in summed], dimension
+            assert narrow, dimension
