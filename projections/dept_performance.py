@@ -1,10 +1,12 @@
 """`dept_performance`: per department × day counters, so any period's measures are sums of rows.
 
-Tables (the shared definitions every helper and query agrees on):
+Tables:
 
 - `perf_daily`, one row per (day, department, street, community, duty_item): counters, two float sums
   and the response-time histogram `rb_0`…`rb_10` (`kpi.bucket_index` of the response in hours). A
   **day** is the China date (UTC+8) of an event's time; a missing community or duty item is `''`.
+- `perf_daily_by_<dimension>` for department, street, community and duty_item: the same counters
+  summed per (day, dimension), written from the same batch; period queries read these.
 - `perf_obligations`, one row per (case, department) obligation: when it began, its current response
   deadline, when the department reported in and whether its deadline is already counted as due.
 - `perf_cases`, one row per case: location, duty item, lead, handling deadline and what of it is
