@@ -170,18 +170,31 @@ def merged(sections: list[Section], recorded: Path) -> list[Section]:
     """The sections of an earlier report (its .json) with the fresh ones put in place by title.
 
     `bench --only X --update` re-measures one section without re-running the others (the whole
-    suite takes most of an hour): their figures stay as they were recorded, with their own date
-    in the report's notes.
+    suite takes most of an hour): their figures stay as they were recorded, and their notes say
+    when that was.
     """
     fresh = {s.title: s for s in sections}
     if not recorded.exists():
         return sections
     data = json.loads(recorded.read_text())
     found = [
-        fresh.pop(raw["title"]) if raw["title"] in fresh else _section(raw)
+        fresh.pop(raw["title"]) if raw["title"] in fresh else _kept(raw, data["environment"])
         for raw in data["sections"]
     ]
     return found + list(fresh.values())
+
+
+def _kept(raw: dict[str, Any], environment: dict[str, str]) -> Section:
+    section = _section(raw)
+    if not section.notes.startswith(KEPT_MARK):
+        when = environment.get("date", "an earlier run")
+        section.notes = (
+            f"{KEPT_MARK} {when}, kept by `bench --only … --update`._\n\n{section.notes}"
+        )
+    return section
+
+
+KEPT_MARK = "_Measured"
 
 
 def _section(raw: dict[str, Any]) -> Section:
