@@ -29,7 +29,7 @@ from sqlalchemy import Engine, select
 
 from domain.service import CaseService
 from infra.event_codec import DISTRICT_TOKEN, HEADER_NOTIFICATION, EventEnvelope
-from infra.nats.connection import connect_service
+from infra.nats.connection import connect_once
 from infra.nats.streams import AUDIT_STREAM, AUDIT_SUBJECTS, EVENTS_STREAM, EVENTS_SUBJECTS
 from infra.settings import Settings
 from infra.signing import load_or_create_signer, verify_tree_head
@@ -485,7 +485,7 @@ async def _sign_with(settings: Settings) -> dict[str, Any]:
 
 
 async def _connect(settings: Settings) -> Client:
-    return await connect_service(settings, "whistleloop-audit")
+    return await connect_once(settings, "whistleloop-audit")
 
 
 def print_report(report: VerifyReport, console: Console) -> None:

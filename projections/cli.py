@@ -9,6 +9,7 @@ import signal
 from collections.abc import Sequence
 from typing import Any
 
+import nats.errors
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 from rich.console import Console
@@ -24,7 +25,7 @@ from rich.table import Table
 
 from domain.reference import load_reference
 from infra.logs import configure_logging
-from infra.nats.connection import connect_service
+from infra.nats.connection import connect_once, connect_service
 from infra.nats.streams import DEPT_STREAM, EVENTS_STREAM, ensure_streams
 from infra.settings import Settings
 from infra.store import open_service
@@ -111,6 +112,9 @@ def rebuild(settings: Settings, names: Sequence[str], from_store: bool, console:
     except (KeyError, RebuildError) as error:
         console.print(f"[red]error:[/red] {error.args[0]}")
         return 1
+    except nats.errors.NoServersError:
+        console.print(f"[red]error:[/red] no NATS server answers at {settings.nats_servers()}")
+        return 2
     table = Table(title=f"rebuilt from the {'event store' if from_store else 'stream WL_EVENTS'}")
     for column in ("projection", "events", "applied", "ignored", "seconds", "events/s"):
         table.add_column(column, justify="left" if column == "projection" else "right")
@@ -130,7 +134,7 @@ def rebuild(settings: Settings, names: Sequence[str], from_store: bool, console:
 async def _rebuild_all(
     settings: Settings, projections: list[Projection], from_store: bool, console: Console
 ) -> list[RebuildSummary]:
-    nc = await connect_service(settings, "whistleloop-rebuild")
+    nc = await connect_once(settings, "whistleloop-rebuild")
     engine = open_views_engine(settings)
     service = open_service(settings) if from_store else None
     summaries = []

@@ -78,3 +78,13 @@ async def connect_service(settings: Settings, name: str, **options: Any) -> Clie
         password=settings.nats_password or None,
         **options,
     )
+
+
+#: Connection attempts of a command that runs once (about 5 s), rather than a service's forever.
+ONE_SHOT_ATTEMPTS = 10
+
+
+async def connect_once(settings: Settings, name: str) -> Client:
+    """Like `connect_service`, for a command an operator waits on: gives up (NoServersError) when
+    no server answers within a few seconds, so the command can say so instead of hanging."""
+    return await connect_service(settings, name, max_reconnect_attempts=ONE_SHOT_ATTEMPTS)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.nats.server import NatsServer
+from infra.nats.server import NatsServer, free_port
 from infra.settings import Settings
 from projections.cli import projections_status
 from projections.registry import registered
@@ -119,3 +119,19 @@ def test_sla_clock_runs_until_sigterm(env: dict[str, str]) -> None:
     _, err = stop(clock)
     assert "SLA clock stopped" in err
     assert "Traceback" not in err
+
+
+def test_one_shot_commands_say_when_nats_is_unreachable(tmp_path: Path) -> None:
+    """An operator's command gives up within seconds with one line, unlike the services."""
+    unreachable = {
+        "WL_VAR_DIR": str(tmp_path / "var"),
+        "WL_NATS_URL": f"nats://127.0.0.1:{free_port()}",
+    }
+    started = time.monotonic()
+    rebuilt = run(unreachable, "projections", "rebuild", "case_board")
+    assert rebuilt.returncode == 2
+    assert "no NATS server answers" in rebuilt.stdout
+    signed = run(unreachable, "audit", "sign")
+    assert signed.returncode == 2
+    assert "audit sign failed" in signed.stdout
+    assert time.monotonic() - started < 60
