@@ -241,9 +241,7 @@ class Relay:
         if not envelopes:
             return resume, 0
         acks, failure = await self._publish_all(js, envelopes, resume)
-        duplicates = sum(1 for ack in acks if ack.duplicate)
-        self.stats.duplicates += duplicates
-        self.stats.relayed += len(acks) - duplicates
+        duplicates = self._count(acks)
         if acks:
             self.stats.last_notification_id = envelopes[len(acks) - 1].notification_id
         if failure is not None:
@@ -288,19 +286,28 @@ class Relay:
             self._prefetch(previous.notification_id)  # read the next batch while acks come back
             await asyncio.wait(futures, timeout=timeout)
             acks: list[PubAck] = []
-            for envelope, future in zip(envelopes, futures, strict=True):
+            for index, (envelope, future) in enumerate(zip(envelopes, futures, strict=True)):
                 if not future.done():
+                    self._count(_stored(futures[index + 1 :]))
                     return acks, RelayError(
                         f"no ack within {timeout:g} s", envelope.notification_id
                     )
                 error = future.exception()
                 if error is not None:
+                    self._count(_stored(futures[index + 1 :]))
                     return acks, RelayError(f"refused: {error}", envelope.notification_id)
                 acks.append(future.result())
             return acks, None
         finally:
             for future in futures:
                 future.cancel()  # frees the client's pending-ack slot of anything left hanging
+
+    def _count(self, acks: list[PubAck]) -> int:
+        """Adds acks to the stats; returns how many were duplicates."""
+        duplicates = sum(1 for ack in acks if ack.duplicate)
+        self.stats.duplicates += duplicates
+        self.stats.relayed += len(acks) - duplicates
+        return duplicates
 
     def _prefetch(self, after: int) -> None:
         if self._prefetched is None or self._prefetched[0] != after:
@@ -338,6 +345,12 @@ class Relay:
             "retries": self.stats.retries,
             **fields,
         }
+
+
+def _stored(futures: list[asyncio.Future[PubAck]]) -> list[PubAck]:
+    """Acks that came back after the batch's chain broke: with two relays racing, a message whose
+    expected predecessor the other relay stored is stored too, and counts as relayed here."""
+    return [f.result() for f in futures if f.done() and not f.cancelled() and not f.exception()]
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> None:
