@@ -65,7 +65,6 @@ from sqlalchemy import (
     Integer,
     String,
     Table,
-    select,
 )
 
 from domain.case_rules import Status
@@ -76,6 +75,7 @@ from projections.rollup import (
     Deltas,
     add_deltas,
     china_day,
+    load_case_rows,
     seconds_between,
     upsert_rows,
 )
@@ -188,15 +188,8 @@ class CaseState:
 
 
 def load_case(conn: Connection, case_id: str) -> CaseState | None:
-    found = conn.execute(select(perf_cases).where(perf_cases.c.case_id == case_id)).first()
-    if found is None:
-        return None
-    obligations = conn.execute(
-        select(perf_obligations).where(perf_obligations.c.case_id == case_id)
-    ).all()
-    return CaseState(
-        dict(found._mapping), {row.department: dict(row._mapping) for row in obligations}
-    )
+    found = load_case_rows(conn, perf_cases, perf_obligations, case_id)
+    return CaseState(*found) if found else None
 
 
 def reported_state(envelope: EventEnvelope) -> CaseState:

@@ -43,11 +43,10 @@ from sqlalchemy import (
     Integer,
     String,
     Table,
-    select,
 )
 
 from infra.event_codec import EventEnvelope
-from projections.rollup import CaseRollup, Deltas, seconds_between, upsert_rows
+from projections.rollup import CaseRollup, Deltas, load_case_rows, seconds_between, upsert_rows
 from projections.views_db import TIME, metadata
 
 NAME = "linkage"
@@ -103,13 +102,8 @@ class CaseState:
 
 
 def load_case(conn: Connection, case_id: str) -> CaseState | None:
-    found = conn.execute(select(linkage_cases).where(linkage_cases.c.case_id == case_id)).first()
-    if found is None:
-        return None
-    members = conn.execute(
-        select(linkage_members).where(linkage_members.c.case_id == case_id)
-    ).all()
-    return CaseState(dict(found._mapping), {m.department: dict(m._mapping) for m in members})
+    found = load_case_rows(conn, linkage_cases, linkage_members, case_id)
+    return CaseState(*found) if found else None
 
 
 def reported_state(envelope: EventEnvelope) -> CaseState:

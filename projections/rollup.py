@@ -19,7 +19,7 @@ from datetime import datetime
 from functools import cache
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Connection, Table
+from sqlalchemy import Connection, Table, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from domain.clock import CHINA_TZ
@@ -107,6 +107,17 @@ def _upsert(conn: Connection, table: Table, keys: tuple[str, ...], columns: tupl
             index_elements=list(keys), set_={name: insert.excluded[name] for name in columns}
         )
     return stmt
+
+
+def load_case_rows(
+    conn: Connection, cases: Table, departments: Table, case_id: str
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]]] | None:
+    """A case's row and its per-department rows by department (both tables keyed by case_id)."""
+    found = conn.execute(select(cases).where(cases.c.case_id == case_id)).first()
+    if found is None:
+        return None
+    rows = conn.execute(select(departments).where(departments.c.case_id == case_id)).all()
+    return dict(found._mapping), {row.department: dict(row._mapping) for row in rows}
 
 
 class Deltas:
