@@ -14,11 +14,10 @@ import hashlib
 import itertools
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 from nats.aio.client import Client
-from sqlalchemy import Engine, Table, select
+from sqlalchemy import Engine, select
 
 from domain.actors import Actor
 from domain.service import CaseService
@@ -39,17 +38,11 @@ from projections.base import ApplyContext, read_messages
 from projections.control import reset_projection
 from projections.views_db import create_views_tables, open_views_engine
 from tests.integration.audit.support import Audited, build, catch_up, drive_cases
-from tests.integration.projections.support import RelayLike
+from tests.integration.projections.support import RelayLike, table_rows
 
 pytestmark = pytest.mark.asyncio
 
 HEAD_EVERY = 10
-
-
-def rows(engine: Engine, table: Table) -> list[dict[str, Any]]:
-    with engine.connect() as conn:
-        query = select(table).order_by(*table.primary_key.columns)
-        return [dict(r._mapping) for r in conn.execute(query)]
 
 
 def leaf(body: bytes) -> bytes:
@@ -57,7 +50,7 @@ def leaf(body: bytes) -> bytes:
 
 
 def assert_log_matches(engine: Engine, envelopes: list[EventEnvelope]) -> None:
-    log = sorted(rows(engine, audit_log), key=lambda r: int(r["leaf_index"]))
+    log = sorted(table_rows(engine, audit_log), key=lambda r: int(r["leaf_index"]))
     assert len(log) == len(envelopes)
     chains: dict[str, bytes] = {}
     for index, (row, envelope) in enumerate(zip(log, envelopes, strict=True)):
@@ -84,7 +77,7 @@ def assert_log_matches(engine: Engine, envelopes: list[EventEnvelope]) -> None:
 
 def assert_tree_matches(engine: Engine, envelopes: list[EventEnvelope]) -> None:
     leaves = [leaf(e.body()) for e in envelopes]
-    nodes = {(int(r["level"]), int(r["idx"])): r["hash"] for r in rows(engine, audit_nodes)}
+    nodes = {(int(r["level"]), int(r["idx"])): r["hash"] for r in table_rows(engine, audit_nodes)}
     n = len(leaves)
     expected = {
         (level, idx): merkle.root(leaves[idx << level : (idx + 1) << level]).hex()
@@ -144,10 +137,10 @@ async def test_log_tree_and_heads_incremental_and_rebuilt(
     assert_tree_matches(views_engine, audited.envelopes)
     assert len(await assert_heads_match(audited, HEAD_EVERY)) > len(sizes)
 
-    before = [rows(views_engine, t) for t in (audit_log, audit_nodes)]
+    before = [table_rows(views_engine, t) for t in (audit_log, audit_nodes)]
     reset_projection(views_engine, Audit())
     await catch_up(audited, Audit(signer, head_every=HEAD_EVERY))
-    assert [rows(views_engine, t) for t in (audit_log, audit_nodes)] == before
+    assert [table_rows(views_engine, t) for t in (audit_log, audit_nodes)] == before
     assert_tree_matches(views_engine, audited.envelopes)
 
 
@@ -226,7 +219,7 @@ async def test_batches_write_what_single_events_write(
                 projection.end_batch(conn)
         engines.append(engine)
     for table in (audit_log, audit_nodes):
-        assert rows(engines[0], table) == rows(engines[1], table)
+        assert table_rows(engines[0], table) == table_rows(engines[1], table)
     assert_log_matches(engines[0], envelopes)
     assert_tree_matches(engines[0], envelopes)
     for engine in engines:

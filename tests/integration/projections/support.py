@@ -10,9 +10,10 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from nats.js import JetStreamContext
-from sqlalchemy import Engine
+from sqlalchemy import Engine, Table, select
 
 from domain.service import CaseService
 from infra.event_codec import DISTRICT_TOKEN, EventEnvelope
@@ -110,3 +111,25 @@ def halted(engine: Engine, name: str) -> Callable[[], bool]:
         return row is not None and row.state == tracking.HALTED
 
     return check
+
+
+async def run_until(runner: ProjectorRunner, engine: Engine, last: int) -> None:
+    """Runs the runner until each of its projections has applied up to notification `last`."""
+    async with running(runner):
+        for projection in runner.projections:
+            await eventually(reached(engine, projection.name, last), f"{projection.name} at {last}")
+
+
+def table_rows(engine: Engine, table: Table) -> list[dict[str, Any]]:
+    """Every row of a read-model table, in primary-key order."""
+    with engine.connect() as conn:
+        query = select(table).order_by(*table.primary_key.columns)
+        return [dict(row._mapping) for row in conn.execute(query)]
+
+
+def snapshot(engine: Engine, tables: Iterable[Table]) -> dict[str, list[tuple[Any, ...]]]:
+    """Every table's rows as sorted tuples: what a rebuild must reproduce exactly."""
+    return {
+        table.name: sorted(tuple(row.values()) for row in table_rows(engine, table))
+        for table in tables
+    }

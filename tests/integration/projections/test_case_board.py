@@ -20,17 +20,15 @@ from sqlalchemy import Engine, select
 from domain.actors import Actor
 from domain.clock import ManualClock
 from domain.service import CaseService
-from infra.event_codec import EventEnvelope, iso_utc
+from infra.event_codec import iso_utc
 from projections.case_board import CaseBoard, case_board
 from projections.control import reset_projection
 from projections.runner import ProjectorRunner, RunnerOptions
 from tests.integration.builders import Driver, drive, run_full_loop
 from tests.integration.projections.support import (
     RelayLike,
-    eventually,
     position,
-    reached,
-    running,
+    run_until,
 )
 from tests.unit.builders import dept
 
@@ -141,13 +139,6 @@ def assert_board_matches(engine: Engine, service: CaseService, cases: dict[str, 
         assert {k: row[k] for k in expected} == expected, path
 
 
-async def catch_up(runner: ProjectorRunner, engine: Engine, envelopes: list[EventEnvelope]) -> None:
-    async with running(runner):
-        await eventually(
-            reached(engine, CaseBoard.name, envelopes[-1].notification_id), "case_board to catch up"
-        )
-
-
 async def test_board_mirrors_the_aggregates_and_incremental_equals_rebuild(
     nc: Client,
     views_engine: Engine,
@@ -159,7 +150,7 @@ async def test_board_mirrors_the_aggregates_and_incremental_equals_rebuild(
     cases = first_part(event_store, actors)
     envelopes = await relay.publish_new(js)
     runner = ProjectorRunner(nc, views_engine, [CaseBoard()], OPTIONS)
-    await catch_up(runner, views_engine, envelopes)
+    await run_until(runner, views_engine, envelopes[-1].notification_id)
     assert_board_matches(views_engine, event_store, cases)
 
     rows = board(views_engine)
@@ -190,12 +181,12 @@ async def test_board_mirrors_the_aggregates_and_incremental_equals_rebuild(
 
     second_part(event_store, actors, cases)
     envelopes += await relay.publish_new(js)
-    await catch_up(runner, views_engine, envelopes)
+    await run_until(runner, views_engine, envelopes[-1].notification_id)
     assert_board_matches(views_engine, event_store, cases)
     assert board(views_engine)[str(cases["handled"])]["rework_count"] == 1
     incremental = board(views_engine)
 
     reset_projection(views_engine, CaseBoard())
     assert board(views_engine) == {}
-    await catch_up(runner, views_engine, envelopes)
+    await run_until(runner, views_engine, envelopes[-1].notification_id)
     assert board(views_engine) == incremental

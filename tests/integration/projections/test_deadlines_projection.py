@@ -29,7 +29,7 @@ from domain.actors import Actor
 from domain.case import Case
 from domain.clock import ManualClock
 from domain.service import CaseService
-from infra.event_codec import EventEnvelope, iso_utc
+from infra.event_codec import iso_utc
 from infra.sla import escalate_at, white_at
 from projections.base import ApplyContext
 from projections.control import reset_projection
@@ -41,6 +41,7 @@ from tests.integration.projections.support import (
     eventually,
     position,
     reached,
+    run_until,
     running,
 )
 from tests.unit.builders import ASSISTING, ITEM, LEAD, RECEIVER, dept
@@ -304,13 +305,6 @@ def test_the_fold_gives_case_due_after_every_event(event_store: CaseService, act
 # --- through the runner ---------------------------------------------------------------------------
 
 
-async def catch_up(runner: ProjectorRunner, engine: Engine, envelopes: list[EventEnvelope]) -> None:
-    async with running(runner):
-        await eventually(
-            reached(engine, Deadlines.name, envelopes[-1].notification_id), "deadlines to catch up"
-        )
-
-
 @pytest.mark.asyncio
 async def test_rows_through_the_runner_and_a_replay_equals_the_incremental_table(
     nc: Client, views_engine: Engine, event_store: CaseService, actors: A
@@ -339,7 +333,7 @@ async def test_rows_through_the_runner_and_a_replay_equals_the_incremental_table
     incremental = table(views_engine)
     reset_projection(views_engine, Deadlines())
     assert table(views_engine) == {}
-    await catch_up(runner, views_engine, envelopes)
+    await run_until(runner, views_engine, envelopes[-1].notification_id)
     assert table(views_engine) == incremental
 
 

@@ -8,12 +8,11 @@ hand-computed counters. A reset and full replay in large batches must then give 
 
 from __future__ import annotations
 
-from typing import Any
 from uuid import UUID
 
 import pytest
 from nats.aio.client import Client
-from sqlalchemy import Connection, Engine, Table, select
+from sqlalchemy import Connection, Engine
 
 from domain.actors import Actor
 from domain.service import CaseService
@@ -24,10 +23,10 @@ from projections.dept_performance import DeptPerformance, perf_cases, perf_daily
 from projections.runner import ProjectorRunner, RunnerOptions
 from tests.integration.projections.support import (
     RelayLike,
-    eventually,
     position,
-    reached,
-    running,
+    run_until,
+    snapshot,
+    table_rows,
 )
 from tests.unit.test_dept_performance_fold import (
     CUT,
@@ -44,19 +43,6 @@ SMALL = RunnerOptions(batch=9, fetch_timeout=0.2)
 LARGE = RunnerOptions(batch=500, fetch_timeout=0.2)
 
 
-def rows(engine: Engine, table: Table) -> list[dict[str, Any]]:
-    with engine.connect() as conn:
-        return [dict(row._mapping) for row in conn.execute(select(table))]
-
-
-def snapshot(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
-    """Every table of the projection, rows sorted: what a rebuild must reproduce exactly."""
-    return {
-        table.name: sorted(tuple(row.values()) for row in rows(engine, table))
-        for table in DeptPerformance.tables
-    }
-
-
 async def catch_up(
     nc: Client,
     engine: Engine,
@@ -64,11 +50,8 @@ async def catch_up(
     envelopes: list[EventEnvelope],
     projection: DeptPerformance | None = None,
 ) -> None:
-    async with running(ProjectorRunner(nc, engine, [projection or DeptPerformance()], options)):
-        await eventually(
-            reached(engine, DeptPerformance.name, envelopes[-1].notification_id),
-            "dept_performance to catch up",
-        )
+    runner = ProjectorRunner(nc, engine, [projection or DeptPerformance()], options)
+    await run_until(runner, engine, envelopes[-1].notification_id)
 
 
 async def test_counts_match_by_hand_and_a_rebuild_gives_the_same_tables(
@@ -80,22 +63,23 @@ async def test_counts_match_by_hand_and_a_rebuild_gives_the_same_tables(
     run_script(event_store, actors, cases, until=CUT)
     envelopes = await relay.publish_new(js)
     await catch_up(nc, views_engine, SMALL, envelopes)
-    daily = nonzero(rows(views_engine, perf_daily))
+    daily = nonzero(table_rows(views_engine, perf_daily))
     assert daily == nonzero(delta_rows(fold_all(envelopes)[1]))
     assert daily[("jianwai_c03", "2026-03-05", "cgzf")]["sent_back"] == 1
 
     run_script(event_store, actors, cases, after=CUT)
     envelopes += await relay.publish_new(js)
     await catch_up(nc, views_engine, SMALL, envelopes)
-    assert nonzero(rows(views_engine, perf_daily)) == EXPECTED
+    assert nonzero(table_rows(views_engine, perf_daily)) == EXPECTED
     # The duty list's publication is not a case event: counted as ignored.
     assert position(views_engine, DeptPerformance.name).ignored == 1
 
     states = fold_all(envelopes)[0]
-    stored_cases = {row["case_id"]: row for row in rows(views_engine, perf_cases)}
+    stored_cases = {row["case_id"]: row for row in table_rows(views_engine, perf_cases)}
     assert stored_cases == {case_id: state.case for case_id, state in states.items()}
     stored_obligations = {
-        (row["case_id"], row["department"]): row for row in rows(views_engine, perf_obligations)
+        (row["case_id"], row["department"]): row
+        for row in table_rows(views_engine, perf_obligations)
     }
     assert stored_obligations == {
         (case_id, department): duty
@@ -109,11 +93,13 @@ async def test_counts_match_by_hand_and_a_rebuild_gives_the_same_tables(
         27 * 3600.0,
     )
 
-    incremental = snapshot(views_engine)
+    incremental = snapshot(views_engine, DeptPerformance.tables)
     reset_projection(views_engine, DeptPerformance())
-    assert all(not table_rows for table_rows in snapshot(views_engine).values())
+    assert all(
+        not table_rows for table_rows in snapshot(views_engine, DeptPerformance.tables).values()
+    )
     await catch_up(nc, views_engine, LARGE, envelopes)
-    assert snapshot(views_engine) == incremental
+    assert snapshot(views_engine, DeptPerformance.tables) == incremental
 
 
 class LostCommits(DeptPerformance):
@@ -143,4 +129,4 @@ async def test_a_batch_retried_after_a_lost_commit_counts_once(
     projection = LostCommits(failing={2, 5, 6})
     await catch_up(nc, views_engine, SMALL, envelopes, projection)
     assert projection.calls > 6
-    assert nonzero(rows(views_engine, perf_daily)) == EXPECTED
+    assert nonzero(table_rows(views_engine, perf_daily)) == EXPECTED

@@ -29,7 +29,7 @@ from projections.dept_performance import DAILY_KEYS, DeptPerformance, perf_by, p
 from projections.linkage import Linkage
 from projections.runner import ProjectorRunner, RunnerOptions
 from tests.integration.projections.fuzz import fuzz
-from tests.integration.projections.support import RelayLike, eventually, reached, running
+from tests.integration.projections.support import RelayLike, run_until
 
 pytestmark = pytest.mark.asyncio
 
@@ -68,9 +68,7 @@ async def catch_up(
     nc: Client, engine: Engine, projections: list[Projection], last: int, batch: int
 ) -> None:
     runner = ProjectorRunner(nc, engine, projections, RunnerOptions(batch=batch, fetch_timeout=0.2))
-    async with running(runner):
-        for projection in projections:
-            await eventually(reached(engine, projection.name, last), f"{projection.name} at {last}")
+    await run_until(runner, engine, last)
 
 
 @pytest.mark.parametrize("seed", [11, 23, 37])
