@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from nats.aio.client import Client
-from sqlalchemy import BigInteger, Column, Connection, Engine, MetaData, String, Table, select
+from sqlalchemy import Connection, Engine, Table, select
 
 from domain.actors import Actor
 from domain.clock import ManualClock
@@ -26,7 +26,7 @@ from projections.control import resume_projection
 from projections.rollup import add_deltas
 from projections.runner import ProjectorRunner, RunnerOptions
 from tests.integration.builders import run_full_loop
-from tests.integration.projections.counting import expected_counts
+from tests.integration.projections.counting import count_table, expected_counts, test_metadata
 from tests.integration.projections.support import (
     RelayLike,
     eventually,
@@ -40,21 +40,11 @@ from tests.integration.projections.support import (
 pytestmark = pytest.mark.asyncio
 
 OPTIONS = RunnerOptions(batch=40, fetch_timeout=0.2, halt_poll=0.1)
-hook_metadata = MetaData()
 
 
 def buffered_table(name: str) -> Table:
-    if f"buffered_{name}" in hook_metadata.tables:
-        return hook_metadata.tables[f"buffered_{name}"]
-    return Table(
-        f"buffered_{name}",
-        hook_metadata,
-        Column("case_id", String(64), primary_key=True),
-        Column("events", BigInteger, nullable=False),
-        Column("last_version", BigInteger, nullable=False),
-        Column("notification_sum", BigInteger, nullable=False),
-        Column("last_notification_id", BigInteger, nullable=False),
-    )
+    """The same per-case counts `CountingProjection` keeps, in a table of this projection's own."""
+    return count_table(f"buffered_{name}")
 
 
 @dataclass
@@ -142,7 +132,7 @@ async def test_a_halted_batch_is_retried_from_a_fresh_buffer(
     events = await publish_loops(nc, event_store, actors, 6)  # 133 events: 4 batches of 40
     bad = events[57]  # in the middle of the second batch
     projection = BufferingProjection("hooks_halt", fail_on={bad.notification_id})
-    hook_metadata.create_all(views_engine)
+    test_metadata.create_all(views_engine)
 
     async with running(ProjectorRunner(nc, views_engine, [projection], OPTIONS)):
         await eventually(halted(views_engine, projection.name), "the projection to halt")
@@ -168,7 +158,7 @@ async def test_a_refused_bulk_write_halts_at_the_event_that_caused_it(
     events = await publish_loops(nc, event_store, actors, 6)
     bad = events[70]
     projection = BufferingProjection("hooks_flush", poison={bad.notification_id})
-    hook_metadata.create_all(views_engine)
+    test_metadata.create_all(views_engine)
 
     async with running(ProjectorRunner(nc, views_engine, [projection], OPTIONS)):
         await eventually(halted(views_engine, projection.name), "the projection to halt")
