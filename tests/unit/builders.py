@@ -25,6 +25,8 @@ from domain.deadlines import Urgency
 from domain.errors import DomainError
 from domain.reference import DutyItem, ReferenceData
 from domain.service import CaseService
+from infra.event_codec import EventEnvelope
+from projections.rollup import Deltas
 
 STREET = "jianwai"
 ITEM = "CG-001"
@@ -243,3 +245,27 @@ def whistle_via(service: CaseService, actors: dict[str, Actor], clock: ManualClo
     clock.advance(STEP)
     service.whistle(case_id, actors["street"], lead=LEAD, assisting=(ASSISTING,), duty_item=ITEM)
     return case_id
+
+
+S = TypeVar("S")
+
+
+def fold_cases(
+    envelopes: Sequence[EventEnvelope],
+    reported: Callable[[EventEnvelope], S],
+    fold: Callable[[S, EventEnvelope, Deltas], bool],
+    deltas: Deltas,
+) -> dict[str, S]:
+    """A roll-up projection's pure fold over a run of envelopes (one batch): states by case id.
+
+    Every case event must be one the fold knows (an unknown one fails the test).
+    """
+    states: dict[str, S] = {}
+    for envelope in envelopes:
+        if envelope.aggregate != "case":
+            continue
+        if envelope.event_type == "CaseReported":
+            states[envelope.aggregate_id] = reported(envelope)
+        else:
+            assert fold(states[envelope.aggregate_id], envelope, deltas), envelope.event_type
+    return states

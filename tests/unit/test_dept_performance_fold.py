@@ -36,7 +36,7 @@ from projections.dept_performance import (
 from projections.rollup import Deltas, china_day
 from tests.integration.builders import report_case
 from tests.integration.projections.support import RelayLike
-from tests.unit.builders import dept
+from tests.unit.builders import dept, fold_cases
 
 Command = Callable[[CaseService, UUID], object]
 Step = tuple[datetime, str, Command]
@@ -289,16 +289,8 @@ def nonzero(rows: list[dict[str, Any]]) -> dict[tuple[str, str, str], dict[str, 
 
 def fold_all(envelopes: list[EventEnvelope]) -> tuple[dict[str, CaseState], Deltas]:
     """The pure fold over a run of envelopes, as the projection does it within one batch."""
-    states: dict[str, CaseState] = {}
     deltas = Deltas(perf_daily, DAILY_KEYS)
-    for envelope in envelopes:
-        if envelope.aggregate != "case":
-            continue
-        if envelope.event_type == "CaseReported":
-            states[envelope.aggregate_id] = reported_state(envelope)
-        else:
-            assert fold(states[envelope.aggregate_id], envelope, deltas), envelope.event_type
-    return states, deltas
+    return fold_cases(envelopes, reported_state, fold, deltas), deltas
 
 
 def delta_rows(deltas: Deltas) -> list[dict[str, Any]]:

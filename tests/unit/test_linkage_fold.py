@@ -20,6 +20,7 @@ from projections import base
 from projections.linkage import CELL_KEYS, CaseState, Linkage, fold, linkage_cells, reported_state
 from projections.rollup import Deltas
 from tests.integration.projections.support import RelayLike
+from tests.unit.builders import fold_cases
 from tests.unit.test_dept_performance_fold import CUT, run_script, t
 
 Cells = dict[tuple[str, str], dict[str, float]]
@@ -92,16 +93,8 @@ C_STEPS: list[tuple[datetime, Cells]] = [
 
 
 def fold_all(envelopes: list[EventEnvelope]) -> tuple[dict[str, CaseState], Deltas]:
-    states: dict[str, CaseState] = {}
     deltas = Deltas(linkage_cells, CELL_KEYS)
-    for envelope in envelopes:
-        if envelope.aggregate != "case":
-            continue
-        if envelope.event_type == "CaseReported":
-            states[envelope.aggregate_id] = reported_state(envelope)
-        else:
-            assert fold(states[envelope.aggregate_id], envelope, deltas), envelope.event_type
-    return states, deltas
+    return fold_cases(envelopes, reported_state, fold, deltas), deltas
 
 
 def cells(deltas: Deltas) -> Cells:
