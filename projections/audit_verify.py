@@ -28,6 +28,7 @@ from rich.table import Table as RichTable
 from sqlalchemy import Engine, select
 
 from domain.service import CaseService
+from infra.envelopes import CASE_TOPIC_PREFIX
 from infra.event_codec import DISTRICT_TOKEN, HEADER_NOTIFICATION, EventEnvelope
 from infra.nats.connection import connect_once
 from infra.nats.streams import AUDIT_STREAM, AUDIT_SUBJECTS, EVENTS_STREAM, EVENTS_SUBJECTS
@@ -49,8 +50,6 @@ AUDIT_ROW_ALTERED = "audit row altered"
 UNDECODABLE = "undecodable in store"
 HEAD_ROOT_MISMATCH = "head root mismatch"
 BAD_SIGNATURE = "bad signature"
-
-CASE_TOPIC_PREFIX = "whistleloop.case."
 
 
 @dataclass(frozen=True)

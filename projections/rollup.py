@@ -23,6 +23,7 @@ from sqlalchemy import Connection, Table, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from domain.clock import CHINA_TZ
+from infra.envelopes import CASE_TOPIC_PREFIX
 from infra.event_codec import EventEnvelope
 from projections import tracking
 from projections.base import ApplyContext
@@ -238,7 +239,6 @@ def _tracked(conn: Connection, name: str) -> int:
 
 
 S = TypeVar("S")
-CASE_TOPIC_PREFIX = "whistleloop.case."
 
 
 class CaseProjection(ABC, Generic[S]):
