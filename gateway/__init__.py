@@ -1,1 +1,5 @@
-"""FastAPI gateway: commands, queries, feeds, Open311 (built in issue 6)."""
+"""The FastAPI gateway: REST commands and queries, live WebSocket feeds, Open311 GeoReport v2."""
+
+from gateway.app import create_app
+
+__all__ = ["create_app"]

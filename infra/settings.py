@@ -9,6 +9,10 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
+#: The JWT secret everyone can read in this file: accepted only with `WL_DEV_MODE=true`.
+DEFAULT_JWT_SECRET = "whistleloop-dev-secret-change-me-0123456789"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="WL_", env_file=".env", extra="ignore")
 
@@ -48,6 +52,22 @@ class Settings(BaseSettings):
     relay_batch: int = 500
     relay_poll_interval: float = 0.5
     relay_ack_timeout: float = 10.0
+
+    #: Development mode: the gateway accepts the default JWT secret (never in production).
+    dev_mode: bool = False
+    #: HS256 secret of the gateway's bearer tokens; outside dev mode it must be set (≥ 32 bytes).
+    jwt_secret: str = DEFAULT_JWT_SECRET
+    #: Lifetime of `whistleloop token issue` tokens when no --ttl is given, in seconds.
+    token_ttl: int = 8 * 3600
+    #: Where `whistleloop gateway` listens.
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = 8000
+    #: Largest request body the gateway reads, in bytes (413 beyond it).
+    gateway_max_body: int = 64 * 1024
+    #: WebSocket feeds: seconds between heartbeats, frames a slow client may fall behind before
+    #: it is dropped (close code 4008).
+    ws_heartbeat: float = 15.0
+    ws_queue: int = 1000
 
     def event_store_url(self) -> str:
         if self.database_url:

@@ -60,6 +60,11 @@ async def _run(settings: Settings, projections: list[Projection]) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    await serve(settings, projections, stop)
+
+
+async def serve(settings: Settings, projections: list[Projection], stop: asyncio.Event) -> None:
+    """Runs the projections (and the audit's idle signer) until `stop` is set."""
     nc = await connect_service(settings, "whistleloop-projector")
     engine = open_views_engine(settings)
     try:

@@ -1,0 +1,30 @@
+"""Prometheus metrics of one gateway, in its own registry (no module-level state).
+
+Request-side metrics are counted as requests happen; store, relay and projection lag are read when
+Prometheus scrapes (`/metrics`), so they cost nothing between scrapes.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.command_seconds = Histogram(
+            "whistleloop_command_seconds",
+            "Time to run a command through the domain service and store its events.",
+            ["command", "outcome"],
+            registry=self.registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+        )
+        self.ws_clients = Gauge(
+            "whistleloop_ws_clients", "Open WebSocket feeds.", ["feed"], registry=self.registry
+        )
+        self.ws_dropped = Counter(
+            "whistleloop_ws_dropped_total",
+            "WebSocket clients dropped for falling behind.",
+            ["feed"],
+            registry=self.registry,
+        )

@@ -1,0 +1,5 @@
+"""Placeholder until this router is written."""
+
+from fastapi import APIRouter
+
+router = APIRouter()
