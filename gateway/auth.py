@@ -9,6 +9,7 @@ to what arrives over HTTP exactly as to what arrives in-process.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -16,7 +17,8 @@ from uuid import uuid4
 
 import jwt
 
-from domain.actors import Actor, Role as DomainRole
+from domain.actors import Actor
+from domain.actors import Role as DomainRole
 from domain.reference import ReferenceData
 from infra.settings import DEFAULT_JWT_SECRET, Settings
 
@@ -115,11 +117,12 @@ def check_scope(
     value = given[needed]
     if not value:
         raise ValueError(f"role {role} needs --{needed}")
-    known: dict[str, Any] = {
+    units: dict[str, Mapping[str, object]] = {
         "dept": reference.departments,
         "street": reference.streets,
         "community": reference.communities,
-    }[needed]
+    }
+    known = units[needed]
     if value not in known:
         raise ValueError(f"unknown {needed}: {value}")
 

@@ -128,7 +128,12 @@ class IdempotencyStore:
         with self.engine.connect() as conn:
             row = conn.execute(
                 select(
-                    t.c.fingerprint, t.c.state, t.c.status, t.c.content_type, t.c.body, t.c.created_at
+                    t.c.fingerprint,
+                    t.c.state,
+                    t.c.status,
+                    t.c.content_type,
+                    t.c.body,
+                    t.c.created_at,
                 ).where(and_(t.c.scope == scope, t.c.key == key))
             ).first()
         return Recorded(*row) if row else None

@@ -28,3 +28,25 @@ class Metrics:
             ["feed"],
             registry=self.registry,
         )
+        self.store_notification = Gauge(
+            "whistleloop_store_last_notification_id",
+            "The newest event in the event store.",
+            registry=self.registry,
+        )
+        self.relay_lag = Gauge(
+            "whistleloop_relay_lag_events",
+            "Events stored but not yet on WL_EVENTS.",
+            registry=self.registry,
+        )
+        self.projection_lag = Gauge(
+            "whistleloop_projection_lag_events",
+            "Events stored but not yet applied, per projection.",
+            ["projection"],
+            registry=self.registry,
+        )
+        self.projection_halted = Gauge(
+            "whistleloop_projection_halted",
+            "1 while the projection is halted on a message it cannot apply.",
+            ["projection"],
+            registry=self.registry,
+        )

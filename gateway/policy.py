@@ -88,5 +88,7 @@ def sees_case(principal: Principal, case: Mapping[str, Any]) -> bool:
             return principal.dept in (case.get("obligations") or {})
         case Role.RESIDENT:
             reporter = case.get("reporter") or {}
-            return bool(reporter.get("role") == "resident" and reporter.get("id") == principal.subject)
+            return bool(
+                reporter.get("role") == "resident" and reporter.get("id") == principal.subject
+            )
     return False

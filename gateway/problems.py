@@ -92,7 +92,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(DomainError)
     async def domain_error(request: Request, error: DomainError) -> JSONResponse:
-        details = {k: _plain(v) for k, v in error.details.items()}
+        details: dict[str, Any] = {k: _plain(v) for k, v in error.details.items()}
         return problem_response(
             STATUS_OF_KIND[error.kind],
             error.code,
@@ -124,7 +124,11 @@ def install(app: FastAPI) -> None:
             for e in error.errors()
         ]
         return problem_response(
-            422, "invalid_request", "the request is not valid", instance=request.url.path, errors=errors
+            422,
+            "invalid_request",
+            "the request is not valid",
+            instance=request.url.path,
+            errors=errors,
         )
 
     @app.exception_handler(StarletteHTTPException)

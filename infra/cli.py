@@ -43,6 +43,8 @@ audit_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(audit_app, name="audit")
+token_app = typer.Typer(help="Bearer tokens for the gateway's API and feeds.", no_args_is_help=True)
+app.add_typer(token_app, name="token")
 console = wide_console()
 
 
@@ -225,13 +227,18 @@ def up(
 ) -> None:
     """Start the whole system on this machine and print events as they arrive.
 
-    Runs the embedded nats-server (unless WL_NATS_URL is set), the relay, the projectors and the SLA
-    clock as supervised child processes (a crashed one is restarted with back-off); Ctrl-C or
+    Runs the embedded nats-server (unless WL_NATS_URL is set), the relay, the projectors, the SLA
+    clock and the gateway as supervised child processes (a crashed one is restarted with back-off); Ctrl-C or
     SIGTERM stops them all. Logs go to var/logs/.
     """
+    from gateway.cli import up_banner
     from infra.up import run_up
 
-    run_up(get_settings(), demo=demo, duration=duration or None, console=console)
+    settings = get_settings()
+    if demo:
+        settings = settings.model_copy(update={"dev_mode": True})
+    banner = up_banner(settings)  # refuses the default JWT secret outside dev mode
+    run_up(settings, demo=demo, duration=duration or None, console=console, banner=banner)
 
 
 @app.command()
@@ -396,6 +403,48 @@ def nats_config(
     from infra.nats.accounts import write_config
 
     write_config(get_settings(), output)
+
+
+@app.command("gateway")
+def gateway_command(
+    host: Annotated[str | None, typer.Option(help="Interface (default: WL_GATEWAY_HOST).")] = None,
+    port: Annotated[
+        int | None, typer.Option(help="Port (default: WL_GATEWAY_PORT, 8000).", min=1, max=65535)
+    ] = None,
+) -> None:
+    """Serve the REST API, WebSocket feeds and Open311 with uvicorn (OpenAPI docs at /docs).
+
+    Needs the event store, the read models and NATS of the same settings. Refuses to start with the
+    default JWT secret unless WL_DEV_MODE=true.
+    """
+    from gateway.cli import serve
+
+    serve(host, port)
+
+
+@token_app.command("issue")
+def token_issue(
+    role: Annotated[
+        str,
+        typer.Option(
+            help="command_centre, street, community, department, inspector, resident or viewer "
+            "(docs/SECURITY.md says what each may do)."
+        ),
+    ],
+    dept: Annotated[str | None, typer.Option(help="Department code (role department).")] = None,
+    street: Annotated[str | None, typer.Option(help="Street code (role street).")] = None,
+    community: Annotated[str | None, typer.Option(help="Community code (role community).")] = None,
+    subject: Annotated[
+        str | None, typer.Option(help="Who holds it (the actor id of unscoped roles).")
+    ] = None,
+    ttl: Annotated[
+        str | None, typer.Option(help="Lifetime: 30m, 8h, 7d (default: WL_TOKEN_TTL, 8h).")
+    ] = None,
+) -> None:
+    """Print a signed bearer token (HS256, WL_JWT_SECRET) for one role and its scope."""
+    from gateway.cli import issue
+
+    issue(role, dept=dept, street=street, community=community, subject=subject, ttl=ttl)
 
 
 @contextmanager

@@ -8,7 +8,6 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-
 #: The JWT secret everyone can read in this file: accepted only with `WL_DEV_MODE=true`.
 DEFAULT_JWT_SECRET = "whistleloop-dev-secret-change-me-0123456789"
 

@@ -1,7 +1,7 @@
 """`whistleloop up`: the whole system on one machine, supervised, until Ctrl-C or SIGTERM.
 
 Today that is the embedded nats-server (unless WL_NATS_URL names one), the relay, the projectors (all
-of them) and the SLA clock; later issues add the gateway and the dashboard. With `--demo`, demo cases
+of them), the SLA clock and the gateway; issue 7 adds the dashboard. With `--demo`, demo cases
 move through the closed loop every few seconds, and every event is printed as it arrives on WL_EVENTS.
 """
 
@@ -13,6 +13,7 @@ import json
 import signal
 import sys
 import time
+from collections.abc import Sequence
 from datetime import datetime
 from functools import partial
 from pathlib import Path
@@ -37,7 +38,11 @@ from infra.supervisor import Child, Supervisor
 def children(settings: Settings) -> list[Child]:
     """What `up` runs; every child gets the same settings through the environment."""
     whistleloop = str(Path(sys.executable).with_name("whistleloop"))
-    env = {"WL_NATS_URL": settings.nats_servers(), "WL_VAR_DIR": str(settings.var_dir.resolve())}
+    env = {
+        "WL_NATS_URL": settings.nats_servers(),
+        "WL_VAR_DIR": str(settings.var_dir.resolve()),
+        "WL_DEV_MODE": "true" if settings.dev_mode else "false",
+    }
     found: list[Child] = []
     if not settings.nats_url:
         server = NatsServer(settings.var_dir / "nats", port=settings.nats_port, name="whistleloop")
@@ -47,10 +52,19 @@ def children(settings: Settings) -> list[Child]:
     found.append(Child("relay", [whistleloop, "relay"], env))
     found.append(Child("projector", [whistleloop, "project"], env))
     found.append(Child("sla", [whistleloop, "sla"], env))
+    found.append(Child("gateway", [whistleloop, "gateway"], env))
     return found
 
 
-def run_up(settings: Settings, *, demo: bool, duration: float | None, console: Console) -> None:
+def run_up(
+    settings: Settings,
+    *,
+    demo: bool,
+    duration: float | None,
+    console: Console,
+    banner: Sequence[str] = (),
+) -> None:
+    """`banner`: lines the caller adds to the start-up banner (the gateway's URLs and demo tokens)."""
     settings.var_dir.mkdir(parents=True, exist_ok=True)
     service = open_service(settings)
     service.publish_duty_list()
@@ -59,7 +73,7 @@ def run_up(settings: Settings, *, demo: bool, duration: float | None, console: C
     try:
         if not settings.nats_url:
             wait_for_port(settings.nats_port)
-        asyncio.run(_serve(settings, service, supervisor, demo, duration, console))
+        asyncio.run(_serve(settings, service, supervisor, demo, duration, console, banner))
     finally:
         supervisor.stop_all()
         service.close()
@@ -73,6 +87,7 @@ async def _serve(
     demo: bool,
     duration: float | None,
     console: Console,
+    banner: Sequence[str],
 ) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -81,7 +96,7 @@ async def _serve(
     nc = await connect(settings.nats_servers(), name="whistleloop-up")
     try:
         await ensure_streams(nc.jetstream(), settings.nats_replicas)
-        _print_banner(settings, supervisor, console)
+        _print_banner(settings, supervisor, console, banner)
         await nc.jetstream().subscribe(
             "wl.ev.>",
             ordered_consumer=True,
@@ -121,7 +136,9 @@ async def _print_event(msg: Msg, console: Console) -> None:
     )
 
 
-def _print_banner(settings: Settings, supervisor: Supervisor, console: Console) -> None:
+def _print_banner(
+    settings: Settings, supervisor: Supervisor, console: Console, extra: Sequence[str]
+) -> None:
     console.print("[bold]whistleloop is up[/bold]")
     console.print(f"  event store : {redact(settings.event_store_url())}")
     console.print(
@@ -129,5 +146,6 @@ def _print_banner(settings: Settings, supervisor: Supervisor, console: Console) 
     )
     console.print(f"  processes   : {', '.join(c.name for c in supervisor.children)}")
     console.print(f"  logs        : {settings.var_dir / 'logs'}")
-    console.print("  gateway, dashboard: not yet (issues 6 and 7)")
+    for line in extra:
+        console.print(f"  {line}", soft_wrap=True)
     console.print("Events arriving on WL_EVENTS (Ctrl-C stops everything):")

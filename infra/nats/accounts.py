@@ -158,6 +158,9 @@ def service_permissions() -> dict[str, Permissions]:
                 NUDGE_SUBJECT,
                 names,
                 *_stream_api(("INFO",)),
+                *_read_by_sequence(
+                    EVENTS_STREAM
+                ),  # /metrics: the relay's last relayed notification
                 *_consumer_create(EVENTS_STREAM),
                 *_consumer_create(DEPT_STREAM),
                 f"{_API}.CONSUMER.INFO.{EVENTS_STREAM}.*",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -12,6 +13,8 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
+
 from infra.nats.server import free_port
 from infra.settings import Settings
 from projections import registry
@@ -20,9 +23,12 @@ from projections.cli import projections_status
 WHISTLELOOP = Path(sys.executable).with_name("whistleloop")
 
 
-def start_up(tmp_path: Path, *args: str) -> tuple[subprocess.Popen[str], int]:
+def start_up(
+    tmp_path: Path, *args: str, gateway_port: int = 0
+) -> tuple[subprocess.Popen[str], int]:
     port = free_port()
     env = {
+        "WL_GATEWAY_PORT": str(gateway_port or free_port()),
         **os.environ,
         "WL_VAR_DIR": str(tmp_path / "var"),
         "WL_NATS_PORT": str(port),
@@ -73,7 +79,7 @@ def test_up_with_demo_traffic_shows_events_and_stops_everything(tmp_path: Path) 
         assert label in out, out[-3000:]
     assert "stopped: all processes ended" in out
     assert not port_open(port)
-    for name in ("nats", "relay", "projector", "sla"):
+    for name in ("nats", "relay", "projector", "sla", "gateway"):
         pids = child_pids(err, name)
         assert pids, f"no {name} started: {err[-2000:]}"
         assert all(gone(pid) for pid in pids)
@@ -85,8 +91,10 @@ def test_up_with_demo_traffic_shows_events_and_stops_everything(tmp_path: Path) 
 
 
 def test_sigterm_stops_everything_and_a_killed_child_is_restarted(tmp_path: Path) -> None:
-    process, port = start_up(tmp_path, "--demo")
+    gateway_port = free_port()
+    process, port = start_up(tmp_path, "--demo", gateway_port=gateway_port)
     try:
+        _gateway_serves_the_demo(process, gateway_port)
         deadline = time.monotonic() + 30
         relay_log = tmp_path / "var" / "logs" / "relay.log"
         while not relay_log.exists() and time.monotonic() < deadline:
@@ -105,6 +113,31 @@ def test_sigterm_stops_everything_and_a_killed_child_is_restarted(tmp_path: Path
     assert "stopped: all processes ended" in out
     assert not port_open(port)
     assert _pids_of(tmp_path, "relay") == []
+
+
+def _gateway_serves_the_demo(process: subprocess.Popen[str], port: int) -> None:
+    """The gateway comes up ready, and the viewer token from the banner lists the demo cases."""
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 45
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                break
+        time.sleep(0.3)
+    else:
+        raise AssertionError("the gateway never became ready")
+    assert process.stdout is not None
+    token = ""
+    while not token:
+        line = process.stdout.readline()
+        assert line, "the banner printed no viewer token"
+        if line.strip().startswith("token viewer"):
+            token = line.rsplit(":", 1)[1].strip()
+    page = httpx.get(
+        f"{base}/api/v1/cases", headers={"Authorization": f"Bearer {token}"}, timeout=5
+    )
+    assert page.status_code == 200, page.text
+    assert "items" in page.json()
 
 
 def _pids_of(tmp_path: Path, name: str) -> list[str]:

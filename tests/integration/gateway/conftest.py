@@ -50,8 +50,23 @@ class Gateway:
     def service(self) -> CaseService:
         return self.resources.service
 
-    def token(self, role: str, **scope: str) -> str:
-        return issue_token(self.settings, Role(role), **scope)
+    def token(
+        self,
+        role: str,
+        *,
+        dept: str | None = None,
+        street: str | None = None,
+        community: str | None = None,
+        subject: str | None = None,
+    ) -> str:
+        return issue_token(
+            self.settings,
+            Role(role),
+            dept=dept,
+            street=street,
+            community=community,
+            subject=subject,
+        )
 
     def auth(self, role: str, **scope: str) -> dict[str, str]:
         """`Authorization` headers for a token of `role` (scope: dept=, street=, community=, subject=)."""
@@ -176,4 +191,3 @@ async def served(
     finally:
         server.should_exit = True
         await asyncio.wait([task], timeout=15)
-

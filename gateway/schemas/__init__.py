@@ -1,0 +1,1 @@
+"""Pydantic request and response schemas of the gateway, one module per resource."""
