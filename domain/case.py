@@ -30,6 +30,7 @@ from domain.case_rules import (
     Status,
     require_choice,
     require_contact,
+    require_plain_text,
     require_status,
     require_text,
 )
@@ -66,6 +67,12 @@ class Case(Aggregate):
 
     # --- creation -----------------------------------------------------------------------------
 
+    def trigger_event(self, event_class: Any, **kwargs: Any) -> None:
+        """Records an event only when all its text is plain (see `require_plain_text`)."""
+        for name, value in kwargs.items():
+            require_plain_text(name, value)
+        super().trigger_event(event_class, **kwargs)
+
     @staticmethod
     def id_for(idempotency_key: str | None) -> UUID:
         """A retried report with the same key lands on the same case."""
@@ -87,6 +94,8 @@ class Case(Aggregate):
                 "other_street", "街乡只能上报本辖区问题", "a street reports its own area"
             )
         require_contact(fields.get("contact"))
+        for name, value in fields.items():
+            require_plain_text(name, value)
         return cls._create(
             cls.CaseReported,
             id=case_id,

@@ -81,6 +81,36 @@ def require_text(field: str, value: object, shortest: int, longest: int) -> None
         )
 
 
+#: Control characters a person can mean in free text; every other one (NUL above all, which a
+#: PostgreSQL text column refuses) and lone surrogates (not encodable as UTF-8) are refused.
+_ALLOWED_CONTROLS = frozenset("\t\n\r")
+
+
+def require_plain_text(field: str, value: object) -> None:
+    """Every string in `value` (walked through lists and dicts) is text a store and a screen can hold."""
+    if isinstance(value, str):
+        if any(_unprintable(ch) for ch in value):
+            raise InvalidInput(
+                "invalid_characters",
+                f"{field} 含有不可见的控制字符",
+                f"{field} contains control characters or unpaired surrogates",
+                field=field,
+            )
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            require_plain_text(field, key)
+            require_plain_text(field, item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            require_plain_text(field, item)
+
+
+def _unprintable(ch: str) -> bool:
+    code = ord(ch)
+    control = code < 0x20 or 0x7F <= code < 0xA0
+    return (control and ch not in _ALLOWED_CONTROLS) or 0xD800 <= code < 0xE000
+
+
 CONTACT_FIELDS = ("name", "phone", "email")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -354,6 +355,29 @@ REFUSALS = [
         "already_reported_in",
         "escalate-reported-in",
     ),
+    # text a store and a screen can hold: no NUL or other control characters, no lone surrogates
+    *(
+        _wrong(stage, command, InvalidInput, "invalid_characters", name)
+        for stage, command, name in [
+            (
+                "reported",
+                lambda lp: lp.case.accept(lp.actors["street"], lp.tick(), "ok\x00"),
+                "nul-in-note",
+            ),
+            (
+                "whistled",
+                lambda lp: lp.case.report_in(dept(LEAD), lp.tick(), "on_site", "\x1b[2J"),
+                "escape-in-note",
+            ),
+            (
+                "closed",
+                lambda lp: lp.case.rate_by_resident(
+                    lp.actors["resident"], lp.tick(), "satisfied", True, "\ud800"
+                ),
+                "surrogate-in-comment",
+            ),
+        ]
+    ),
     # reopen by a resident only after an unsatisfied rating
     _wrong(
         "closed",
@@ -386,6 +410,18 @@ def test_a_street_reports_only_in_its_own_area(actors: dict[str, Actor], loop: L
     with pytest.raises(WrongActor) as raised:
         report_case(actors["other_street"], loop.clock.now())
     assert raised.value.code == "other_street"
+
+
+@pytest.mark.parametrize(
+    "fields", [{"title": "井盖\x00"}, {"address": "\x07"}, {"contact": {"name": "\ud83d"}}]
+)
+def test_reports_hold_plain_text_only(
+    actors: dict[str, Actor], loop: Loop, fields: dict[str, Any]
+) -> None:
+    with pytest.raises(InvalidInput) as raised:
+        report_case(actors["resident"], loop.clock.now(), **fields)
+    assert raised.value.code == "invalid_characters"
+    report_case(actors["resident"], loop.clock.now(), title="井盖\t缺失\n（两处）")
 
 
 @pytest.mark.parametrize(
