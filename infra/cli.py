@@ -422,6 +422,42 @@ def gateway_command(
     serve(host, port)
 
 
+@app.command()
+def feed(
+    dept: Annotated[str, typer.Option(help="Department code whose feed to tail (e.g. cgzf).")],
+    since: Annotated[
+        int | None,
+        typer.Option(
+            help="Resume after this WL_DEPT stream sequence (0: from the start; default: now).",
+            min=0,
+        ),
+    ] = None,
+    url: Annotated[
+        str | None,
+        typer.Option(help="Gateway base URL (default: http://WL_GATEWAY_HOST:WL_GATEWAY_PORT)."),
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            help="Bearer token (role department, command_centre or inspector).",
+            envvar="WL_FEED_TOKEN",
+        ),
+    ] = None,
+) -> None:
+    """Tail a department's live feed over WebSocket: one JSON line per frame (events, heartbeats).
+
+    Reconnects by itself and resumes after the last sequence it printed, so nothing is missed or
+    printed twice. Stops on Ctrl-C/SIGTERM; a refused token or department ends it with status 1.
+    """
+    from infra.feed_client import run_feed
+
+    settings = get_settings()
+    if not token:
+        _fail("give --token or WL_FEED_TOKEN (whistleloop token issue --role department --dept D)")
+    base = url or f"http://{settings.gateway_host}:{settings.gateway_port}"
+    raise typer.Exit(run_feed(base, token or "", dept, since))
+
+
 @token_app.command("issue")
 def token_issue(
     role: Annotated[
