@@ -8,6 +8,7 @@ to what arrives over HTTP exactly as to what arrives in-process.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -26,6 +27,9 @@ ALGORITHM = "HS256"
 ISSUER = "whistleloop"
 #: RFC 7518 §3.2: an HS256 key must be at least as long as the hash (32 bytes).
 MIN_SECRET_BYTES = 32
+#: A subject becomes the actor id of unscoped roles and part of idempotency keys (`role:subject:key`),
+#: so it is a plain identifier: no separators, no spaces.
+SUBJECT = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 
 
 class Role(StrEnum):
@@ -138,6 +142,8 @@ def issue_token(
     ttl: int | None = None,
     now: float | None = None,
 ) -> str:
+    if subject is not None and not SUBJECT.match(subject):
+        raise ValueError("--subject is 1–64 letters, digits or _.@- (no spaces, no colons)")
     issued = int(now if now is not None else time.time())
     claims: dict[str, Any] = {
         "iss": ISSUER,

@@ -2,7 +2,7 @@
 
 Keys are kept in the event store's database (`whistleloop_idempotency`), which every gateway shares, so
 a retry that lands on another gateway behind the load balancer is answered the same. A key belongs to
-the caller (a hash of its credentials): two clients never share one. The protocol follows the IETF
+the caller (the principal its token names): two callers never share one. The protocol follows the IETF
 draft "The Idempotency-Key HTTP Header Field":
 
 - first use: the key is claimed (`pending`), the request runs, and a response below 500 is recorded;
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import anyio
 from sqlalchemy import (
@@ -41,6 +41,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway.auth import AuthError, Principal, decode_token
 from gateway.body_limit import read_body, replay
 from gateway.problems import problem_response
 
@@ -59,6 +60,7 @@ def idempotency_table(schema: str | None) -> Table:
         Column("state", String(8), nullable=False),  # pending | done
         Column("status", Integer),
         Column("content_type", String(128)),
+        Column("location", String(1024)),  # a created resource's Location, replayed with the body
         Column("body", LargeBinary),
         Column("created_at", Float, nullable=False),
     )
@@ -70,6 +72,7 @@ class Recorded:
     state: str
     status: int | None
     content_type: str | None
+    location: str | None
     body: bytes | None
     created_at: float
 
@@ -109,13 +112,19 @@ class IdempotencyStore:
             return found
         raise RuntimeError("idempotency key could not be claimed")  # pragma: no cover
 
-    def record(self, scope: str, key: str, status: int, content_type: str, body: bytes) -> None:
+    def record(self, scope: str, key: str, response: Captured) -> None:
         t = self.table
         with self.engine.begin() as conn:
             conn.execute(
                 update(t)
                 .where(and_(t.c.scope == scope, t.c.key == key))
-                .values(state="done", status=status, content_type=content_type, body=body)
+                .values(
+                    state="done",
+                    status=response.status,
+                    content_type=response.content_type,
+                    location=response.location,
+                    body=b"".join(response.chunks),
+                )
             )
 
     def release(self, scope: str, key: str) -> None:
@@ -132,6 +141,7 @@ class IdempotencyStore:
                     t.c.state,
                     t.c.status,
                     t.c.content_type,
+                    t.c.location,
                     t.c.body,
                     t.c.created_at,
                 ).where(and_(t.c.scope == scope, t.c.key == key))
@@ -139,10 +149,40 @@ class IdempotencyStore:
         return Recorded(*row) if row else None
 
 
+@dataclass
+class Captured:
+    """What the app sent: enough to send it again."""
+
+    status: int = 500  # until the app starts a response; an exception leaves it a 5xx
+    content_type: str = "application/json"
+    location: str | None = None
+    chunks: list[bytes] = field(default_factory=list)
+
+    def see(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+            for name, value in message.get("headers", []):
+                if name.lower() == b"content-type":
+                    self.content_type = value.decode("latin-1")
+                elif name.lower() == b"location":
+                    self.location = value.decode("latin-1")
+        elif message["type"] == "http.response.body":
+            self.chunks.append(message.get("body", b""))
+
+
 def caller_scope(scope: Scope) -> str:
-    """Whose key it is: a hash of the credentials the request carries."""
+    """Whose key it is: the principal a valid token names (so a refreshed token keeps its keys),
+    else a hash of whatever credentials the request carries."""
     headers = dict(scope["headers"])
-    credentials = headers.get(b"authorization", b"") or headers.get(b"x-api-key", b"")
+    credentials = headers.get(b"authorization", b"")
+    settings = scope["app"].state.resources.settings
+    if credentials.lower().startswith(b"bearer "):
+        try:
+            principal = decode_token(settings, credentials[7:].decode("latin-1").strip())
+        except AuthError:
+            pass
+        else:
+            return f"{principal.role}:{principal.scope or principal.subject}"[:64]
     return hashlib.sha256(credentials).hexdigest()
 
 
@@ -150,6 +190,15 @@ def request_key(scope: Scope) -> str | None:
     """The request's Idempotency-Key, if it sent one (used by handlers that pass it to the domain)."""
     raw = dict(scope["headers"]).get(HEADER)
     return raw.decode("latin-1").strip() if raw is not None else None
+
+
+def domain_key(scope: Scope, principal: Principal, api: str = "") -> str | None:
+    """The key a report hands the domain (which derives the case id from it), made the caller's own
+    so two callers who pick the same key never land on one case; `api` keeps REST and Open311 apart."""
+    key = request_key(scope)
+    if key is None:
+        return None
+    return ":".join(part for part in (api, principal.role.value, principal.subject, key) if part)
 
 
 class Idempotency:
@@ -206,15 +255,14 @@ class Idempotency:
                 headers={"Retry-After": "1"},
             )
         else:
+            headers = [
+                (b"content-type", (found.content_type or "application/json").encode()),
+                (b"idempotent-replayed", b"true"),
+            ]
+            if found.location:
+                headers.append((b"location", found.location.encode("latin-1")))
             await send(
-                {
-                    "type": "http.response.start",
-                    "status": found.status or 200,
-                    "headers": [
-                        (b"content-type", (found.content_type or "application/json").encode()),
-                        (b"idempotent-replayed", b"true"),
-                    ],
-                }
+                {"type": "http.response.start", "status": found.status or 200, "headers": headers}
             )
             await send({"type": "http.response.body", "body": found.body or b""})
             return
@@ -229,27 +277,16 @@ class Idempotency:
         receive: Receive,
         send: Send,
     ) -> None:
-        status = 500
-        content_type = "application/json"
-        chunks: list[bytes] = []
+        response = Captured()
 
         async def capture(message: Message) -> None:
-            nonlocal status, content_type
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                for name, value in message.get("headers", []):
-                    if name.lower() == b"content-type":
-                        content_type = value.decode("latin-1")
-            elif message["type"] == "http.response.body":
-                chunks.append(message.get("body", b""))
+            response.see(message)
             await send(message)
 
         try:
             await self.app(scope, receive, capture)
         finally:
-            if status < 500:
-                await anyio.to_thread.run_sync(
-                    store.record, who, key, status, content_type, b"".join(chunks)
-                )
+            if response.status < 500:
+                await anyio.to_thread.run_sync(store.record, who, key, response)
             else:
                 await anyio.to_thread.run_sync(store.release, who, key)

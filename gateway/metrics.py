@@ -6,7 +6,17 @@ Prometheus scrapes (`/metrics`), so they cost nothing between scrapes.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from time import perf_counter
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from domain.errors import DomainError
+from gateway.problems import STATUS_OF_KIND, GatewayError
+
+#: The gateway's own refusals (403, 422…) are labelled as the domain's kinds of the same status.
+KIND_OF_STATUS = {status: kind.value for kind, status in STATUS_OF_KIND.items()}
 
 
 class Metrics:
@@ -50,3 +60,22 @@ class Metrics:
             ["projection"],
             registry=self.registry,
         )
+
+    @contextmanager
+    def timed_command(self, command: str) -> Iterator[None]:
+        """Times the block as `command`, labelled `ok` or the error's kind (invalid, conflict…)."""
+        started = perf_counter()
+        outcome = "error"
+        try:
+            yield
+            outcome = "ok"
+        except DomainError as error:
+            outcome = error.kind.value
+            raise
+        except GatewayError as error:
+            outcome = KIND_OF_STATUS.get(error.status, outcome)
+            raise
+        finally:
+            self.command_seconds.labels(command=command, outcome=outcome).observe(
+                perf_counter() - started
+            )

@@ -83,8 +83,9 @@ def problem_response(
     return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
 
 
-def _lang(request: Request) -> str:
-    return request.headers.get("accept-language", "zh").strip().lower() or "zh"
+def language(accept_language: str | None) -> str:
+    """The language of a message: what Accept-Language asks for, Chinese by default."""
+    return (accept_language or "zh").strip().lower() or "zh"
 
 
 def install(app: FastAPI) -> None:
@@ -96,7 +97,7 @@ def install(app: FastAPI) -> None:
         return problem_response(
             STATUS_OF_KIND[error.kind],
             error.code,
-            error.message(_lang(request)),
+            error.message(language(request.headers.get("accept-language"))),
             instance=request.url.path,
             **details,
         )

@@ -133,8 +133,3 @@ def from_domain(error: DomainError, language: str) -> Open311Error:
 
 def from_auth(error: AuthError) -> Open311Error:
     return Open311Error(401, error.code, error.message)
-
-
-def language(accept_language: str | None) -> str:
-    """Chinese unless the client asks otherwise, as the problem documents do."""
-    return (accept_language or "zh").strip().lower() or "zh"

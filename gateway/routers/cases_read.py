@@ -47,11 +47,12 @@ CaseId = Annotated[
     Path(description="The case's id (a UUID).", examples=["6353ba58-389f-45d6-978c-47c55476054c"]),
 ]
 
-#: The filter a scoped role is pinned to: its own unit, whatever it asks for.
+#: The filter a scoped role is pinned to: its own unit, whatever it asks for. A department lists
+#: every case it is or was on (`involved`), as it may open each of them.
 SCOPED_FILTER: dict[Role, str] = {
     Role.STREET: "street",
     Role.COMMUNITY: "community",
-    Role.DEPARTMENT: "department",
+    Role.DEPARTMENT: "involved",
 }
 
 
@@ -60,9 +61,11 @@ def scoped_filters(principal: Principal, query: CaseListQuery) -> CaseFilters:
     fields = query.model_dump(exclude={"cursor", "limit"})
     name = SCOPED_FILTER.get(principal.role)
     if name is not None:
-        asked = fields[name]
-        if asked is not None and asked != principal.scope:
-            raise forbidden(f"a {principal.role} token lists only its own {name}")
+        asked = [fields[name]] + (
+            [fields["department"]] if principal.role is Role.DEPARTMENT else []
+        )
+        if any(value is not None and value != principal.scope for value in asked):
+            raise forbidden(f"a {principal.role} token lists only its own cases")
         fields[name] = principal.scope
     return CaseFilters(**fields)
 

@@ -9,7 +9,6 @@ blocking, so FastAPI runs them in its threadpool.
 from __future__ import annotations
 
 from collections.abc import Callable
-from time import perf_counter
 from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
@@ -17,13 +16,11 @@ from fastapi import APIRouter, Depends, Header, Path, Request, Response
 from pydantic import BaseModel
 
 from domain.actors import Actor
-from domain.errors import DomainError
 from domain.service import CaseService
 from gateway import problems
 from gateway.auth import Principal, Role
 from gateway.deps import ResourcesDep, allow
-from gateway.idempotency import MAX_KEY_LENGTH, request_key
-from gateway.metrics import Metrics
+from gateway.idempotency import MAX_KEY_LENGTH, domain_key
 from gateway.policy import sees_case
 from gateway.resources import Resources
 from gateway.schemas.commands import (
@@ -51,11 +48,11 @@ from gateway.schemas.commands import (
 )
 
 B = TypeVar("B", bound=BaseModel)
-T = TypeVar("T")
 
 PREFIX = "/api/v1/cases"
-ERRORS = problems.responses(401, 403, 404, 409, 413, 422)
-KIND_OF_STATUS = {status: kind.value for kind, status in problems.STATUS_OF_KIND.items()}
+#: 400: a body that is not UTF-8 JSON at all (FastAPI's "error parsing the body"); 422: one that is
+#: JSON but not a valid command.
+ERRORS = problems.responses(400, 401, 403, 404, 409, 413, 422)
 
 #: Roles whose reach the aggregate does not check on every command. A department never on a case
 #: would otherwise learn of it from a 409 (`not_whistled`), and the aggregate lets any resident rate
@@ -92,26 +89,6 @@ def _route(name: str, summary: str, description: str | None) -> dict[str, Any]:
     }
 
 
-def _timed(metrics: Metrics, command: str, call: Callable[[], T]) -> T:
-    """Runs the command, recording its latency under its outcome (`ok` or the domain error's kind)."""
-    started = perf_counter()
-    outcome = "error"
-    try:
-        result = call()
-        outcome = "ok"
-        return result
-    except DomainError as error:
-        outcome = error.kind.value
-        raise
-    except problems.GatewayError as error:  # the gateway's own refusals, named as the domain's are
-        outcome = KIND_OF_STATUS.get(error.status, outcome)
-        raise
-    finally:
-        metrics.command_seconds.labels(command=command, outcome=outcome).observe(
-            perf_counter() - started
-        )
-
-
 def _require_scope(service: CaseService, principal: Principal, case_id: UUID) -> None:
     if principal.role in SCOPE_CHECKED and not sees_case(principal, service.case(case_id)):
         raise problems.GatewayError(
@@ -133,7 +110,8 @@ def _execute(
         _require_scope(service, principal, case_id)
         return run(service, principal.actor())
 
-    return CommandResult(case_id=case_id, version=_timed(resources.metrics, name, call))
+    with resources.metrics.timed_command(name):
+        return CommandResult(case_id=case_id, version=call())
 
 
 def _case_command(
@@ -172,14 +150,9 @@ def report(
     resources: ResourcesDep,
 ) -> CommandResult:
     fields = _report_fields(body, principal)
-    key = request_key(request.scope)
-    # Scoped to the caller, so two callers' keys never name the same case.
-    scoped_key = f"{principal.role}:{principal.subject}:{key}" if key else None
-    case_id = _timed(
-        resources.metrics,
-        "report",
-        lambda: resources.service.report(principal.actor(), idempotency_key=scoped_key, **fields),
-    )
+    key = domain_key(request.scope, principal)
+    with resources.metrics.timed_command("report"):
+        case_id = resources.service.report(principal.actor(), idempotency_key=key, **fields)
     response.headers["Location"] = f"{PREFIX}/{case_id}"
     return CommandResult(case_id=case_id, version=1)
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from functools import partial
@@ -28,9 +27,10 @@ from starlette.formparsers import MultiPartException
 from domain.clock import CHINA_TZ
 from domain.errors import DomainError
 from domain.reference import DutyItem
+from gateway import problems
 from gateway.auth import AuthError, Principal, decode_token
 from gateway.deps import ResourcesDep
-from gateway.idempotency import request_key
+from gateway.idempotency import domain_key
 from gateway.open311.intake import flat_fields, read_submission, report_arguments
 from gateway.open311.render import (
     Format,
@@ -39,7 +39,6 @@ from gateway.open311.render import (
     error_response,
     from_auth,
     from_domain,
-    language,
     render,
 )
 from gateway.open311.schemas import (
@@ -56,6 +55,7 @@ from gateway.open311.schemas import (
 from gateway.open311.service_requests import RequestQuery, find_requests, parse_query
 from gateway.open311.services import find_item, service_definition, service_list
 from gateway.policy import allowed
+from gateway.problems import language
 from gateway.resources import Resources
 
 PREFIX = "/open311/v2"
@@ -117,19 +117,34 @@ def ok_docs(fmt: Format, model: Any, status: int = 200) -> dict[int | str, dict[
     return {status: {"description": HTTPStatus(status).phrase, "content": XML_CONTENT}}
 
 
-def error_docs(fmt: Format, *statuses: int) -> dict[int | str, dict[str, Any]]:
+#: Any client error these paths answer: FastAPI would otherwise document a 422 `HTTPValidationError`
+#: that never comes (every parameter is a plain string; the handlers judge them, spec-style).
+CLIENT_ERRORS = "4XX"
+
+
+def error_docs(fmt: Format, *statuses: int | str) -> dict[int | str, dict[str, Any]]:
     """The spec's `errors` document for each status (what these paths return instead of problems)."""
+    described = [
+        (s, HTTPStatus(s).phrase if isinstance(s, int) else "Client error") for s in statuses
+    ]
     if fmt is Format.JSON:
-        return {
-            s: {"model": list[SpecError], "description": HTTPStatus(s).phrase} for s in statuses
-        }
-    return {s: {"description": HTTPStatus(s).phrase, "content": XML_CONTENT} for s in statuses}
+        return {s: {"model": list[SpecError], "description": text} for s, text in described}
+    return {s: {"description": text, "content": XML_CONTENT} for s, text in described}
 
 
 def docs(
     fmt: Format, model: Any, *errors: int, status: int = 200
 ) -> dict[int | str, dict[str, Any]]:
-    return {**ok_docs(fmt, model, status), **error_docs(fmt, *errors)}
+    return {**ok_docs(fmt, model, status), **error_docs(fmt, *errors, CLIENT_ERRORS)}
+
+
+#: What the gateway's middleware answers on a POST before the Open311 handler runs: a body over the
+#: limit, a bad or reused Idempotency-Key. Those are problem documents, on every path alike; `model`
+#: is dropped, or FastAPI would list the problem under this route's own media type (text/xml) too.
+MIDDLEWARE_ERRORS = {
+    status: {key: value for key, value in doc.items() if key != "model"}
+    for status, doc in problems.responses(413, 422).items()
+}
 
 
 POST_BODY_EXAMPLE = {
@@ -272,7 +287,10 @@ def add_routes(fmt: Format) -> None:
         operation_id=f"open311_create_request_{fmt}",
         response_model=None,
         response_class=response_class,
-        responses=docs(fmt, list[RequestCreated], 400, 401, 403, 404, 409, status=201),
+        responses={
+            **docs(fmt, list[RequestCreated], 400, 401, 403, 404, 409, status=201),
+            **MIDDLEWARE_ERRORS,
+        },
         openapi_extra=POST_OPENAPI,
     )
     async def create_request(request: Request, resources: ResourcesDep) -> Response:
@@ -358,23 +376,14 @@ async def report(request: Request, resources: Resources, fmt: Format) -> Respons
     item = find_item(await duty_items(resources), submission.service_code)
     if item is None:
         raise unknown_service(submission.service_code, 400)
-    started, outcome = time.perf_counter(), "error"
-    try:
+    with resources.metrics.timed_command("report"):
         case_id = await asyncio.to_thread(
             partial(
                 resources.service.report,
                 principal.actor(),
-                idempotency_key=report_key(request, principal),
+                idempotency_key=domain_key(request.scope, principal, api="open311"),
                 **report_arguments(submission, item),
             )
-        )
-        outcome = "ok"
-    except DomainError as error:
-        outcome = error.kind.value  # labelled as the REST commands label theirs
-        raise
-    finally:
-        resources.metrics.command_seconds.labels("report", outcome).observe(
-            time.perf_counter() - started
         )
     street = resources.reference.streets[submission.street].name
     created = RequestCreated(
@@ -406,16 +415,6 @@ async def submitted_fields(request: Request) -> dict[str, str]:
     except HTTPException as error:  # Starlette's own limits: too many fields, any file
         raise Open311Error(400, "invalid_body", str(error.detail)) from None
     return {key: value for key, value in form.items() if not isinstance(value, UploadFile)}
-
-
-def report_key(request: Request, principal: Principal) -> str | None:
-    """The domain's idempotency key: the request's Idempotency-Key, made the reporter's own.
-
-    The domain derives the case id from it, so two reporters who happen to pick the same key must
-    not land on one case.
-    """
-    key = request_key(request.scope)
-    return f"open311:{principal.role}:{principal.subject}:{key}" if key else None
 
 
 def reporter(resources: Resources, api_key: str | None) -> Principal:

@@ -48,6 +48,12 @@ class CaseListQuery(BaseModel):
         description="Lead or active assisting department; a department token may only ask for itself.",
         examples=["cgzf"],
     )
+    involved: str | None = Field(
+        None,
+        description="Any department that is or was on the case (handed off or ended included); "
+        "a department token always lists with its own code here.",
+        examples=["cgzf"],
+    )
     duty_item: str | None = Field(None, description="Duty-list item code.", examples=["CG-001"])
     urgency: str | None = Field(
         None, description="normal, urgent or emergency.", examples=["normal"]

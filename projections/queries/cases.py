@@ -56,6 +56,7 @@ class CaseFilters:
     street: str | None = None
     community: str | None = None
     department: str | None = None  # lead or an active assisting department
+    involved: str | None = None  # any department that is or was on the case
     duty_item: str | None = None
     urgency: str | None = None
     source: str | None = None
@@ -116,6 +117,7 @@ def validate_filters(filters: CaseFilters) -> tuple[date | None, date | None]:
     _known("street", filters.street, ref.streets)
     _known("community", filters.community, ref.communities)
     _known("department", filters.department, ref.departments)
+    _known("involved", filters.involved, ref.departments)
     if filters.duty_item is not None and not _CODE.match(filters.duty_item):
         raise invalid("invalid_duty_item", "事项编码无效", "invalid duty item code", "duty_item")
     if filters.overdue is not None and not isinstance(filters.overdue, bool):
@@ -231,6 +233,11 @@ def _conditions(
             obligations.c.department == filters.department, obligations.c.active == true()
         )
         conditions.append(or_(c.lead_department == filters.department, c.case_id.in_(assisting)))
+    if filters.involved is not None:
+        ever = select(perf_obligations_t.c.case_id).where(
+            perf_obligations_t.c.department == filters.involved
+        )
+        conditions.append(c.case_id.in_(ever))
     if filters.overdue is not None:
         moment = check_now(now) if now is not None else iso_utc(datetime.now(UTC))
         deadlines = deadlines_t

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
+from calendar import monthrange
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time
 from functools import cache
 from typing import Any
 
@@ -103,8 +104,7 @@ class Period:
         if not found or not 1 <= int(found[2]) <= 12 or int(found[1]) < 1:
             raise bad_period("month must be YYYY-MM", value=repr(month))
         first = date(int(found[1]), int(found[2]), 1)
-        following = date(first.year + first.month // 12, first.month % 12 + 1, 1)
-        return cls(first, following - timedelta(days=1))
+        return cls(first, first.replace(day=monthrange(first.year, first.month)[1]))
 
     @classmethod
     def day(cls, day: date) -> Period:

@@ -110,6 +110,12 @@ def test_scopes_must_fit_the_role_and_exist(reference: ReferenceData) -> None:
             check_scope(reference, role, **scope)
 
 
+@pytest.mark.parametrize("subject", ["", "a:b", "with space", "x" * 65])
+def test_subjects_are_plain_identifiers(subject: str) -> None:
+    with pytest.raises(ValueError, match="--subject"):
+        issue_token(SETTINGS, Role.RESIDENT, subject=subject)
+
+
 def test_ttl_units() -> None:
     assert [parse_ttl(t) for t in ("90", "90s", "30m", "8h", "7d")] == [90, 90, 1800, 28800, 604800]
     for bad in ("", "h", "-1h", "1.5h", "0"):

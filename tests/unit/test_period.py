@@ -15,6 +15,7 @@ def test_parse_and_month() -> None:
     assert Period.month("2026-02") == Period(date(2026, 2, 1), date(2026, 2, 28))
     assert Period.month("2024-02").end == date(2024, 2, 29)
     assert Period.month("2026-12") == Period(date(2026, 12, 1), date(2026, 12, 31))
+    assert Period.month("9999-12").end == date(9999, 12, 31)  # the last month there is
     assert Period.parse("2026-04-05", "2026-04-05").as_dict() == {
         "start": "2026-04-05",
         "end": "2026-04-05",

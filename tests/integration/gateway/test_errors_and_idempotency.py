@@ -127,6 +127,7 @@ async def test_a_retried_report_is_replayed_not_repeated(gateway: Gateway) -> No
     again = await c.post(CASES, json=REPORT, headers=keyed(resident, "k-1"))
     assert (first.status_code, again.status_code) == (201, 201)
     assert again.headers["idempotent-replayed"] == "true"
+    assert again.headers["location"] == first.headers["location"]
     assert again.json() == first.json()
     assert last_event(gateway) == before
 
@@ -135,12 +136,12 @@ async def test_a_retried_report_is_replayed_not_repeated(gateway: Gateway) -> No
     )
     assert_problem(other_body, 422, "idempotency_key_reused")
 
-    # A refreshed token is another credential (the middleware does not know it), but the domain's
-    # key is scoped to the caller, not the token: the retry still lands on the same case.
+    # Keys belong to the caller, not the token: a retry with a refreshed token is a replay.
     refreshed = gateway.auth("resident", subject=RESIDENT)
     retried = await c.post(CASES, json=REPORT, headers=keyed(refreshed, "k-1"))
     assert retried.status_code == 201
-    assert "idempotent-replayed" not in retried.headers
+    assert retried.headers["idempotent-replayed"] == "true"
+    assert retried.headers["location"] == first.headers["location"]
     assert retried.json()["case_id"] == first.json()["case_id"]
 
     # Another caller's same key is its own.

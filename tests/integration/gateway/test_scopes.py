@@ -79,11 +79,12 @@ async def test_a_department_sees_the_cases_it_is_or_was_on(
     assert await case_reads(gw, cases.whistled, ghzr) == {403}  # never on it
     assert await case_reads(gw, cases.elsewhere, cgzf) == {403}
 
-    mine = await listed(gw, cgzf)
-    assert str(cases.whistled) in mine
-    assert str(cases.elsewhere) not in mine
-    assert await listed(gw, cgzf, department="cgzf") == mine
+    # Its list holds every case it may open: the one it handed off too.
+    assert await listed(gw, cgzf) == {str(cases.handed_off), str(cases.whistled)}
+    assert await listed(gw, cgzf, department="cgzf") == {str(cases.whistled)}  # on it now
+    assert await listed(gw, ghzr) == {str(cases.handed_off)}
     assert await status(gw, "/api/v1/cases", cgzf, department="sthj") == 403
+    assert await status(gw, "/api/v1/cases", cgzf, involved="sthj") == 403
 
     performance = "/api/v1/departments/{}/performance"
     assert await status(gw, performance.format("cgzf"), cgzf) == 200
