@@ -19,8 +19,10 @@ cases of one report.
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from dataclasses import dataclass, field
+from urllib.parse import parse_qsl
 
 import anyio
 from sqlalchemy import (
@@ -170,20 +172,34 @@ class Captured:
             self.chunks.append(message.get("body", b""))
 
 
-def caller_scope(scope: Scope) -> str:
+def caller_scope(scope: Scope, body: bytes) -> str:
     """Whose key it is: the principal a valid token names (so a refreshed token keeps its keys),
-    else a hash of whatever credentials the request carries."""
+    else a hash of whatever credentials the request carries. The token is the bearer header, or
+    for Open311 the `api_key` field of the body."""
     headers = dict(scope["headers"])
     credentials = headers.get(b"authorization", b"")
-    settings = scope["app"].state.resources.settings
-    if credentials.lower().startswith(b"bearer "):
+    token = (
+        credentials[7:].decode("latin-1").strip() if credentials[:7].lower() == b"bearer " else ""
+    )
+    token = token or _api_key(body)
+    if token:
         try:
-            principal = decode_token(settings, credentials[7:].decode("latin-1").strip())
+            principal = decode_token(scope["app"].state.resources.settings, token)
         except AuthError:
             pass
         else:
             return f"{principal.role}:{principal.scope or principal.subject}"[:64]
-    return hashlib.sha256(credentials).hexdigest()
+    return hashlib.sha256(credentials or token.encode()).hexdigest()
+
+
+def _api_key(body: bytes) -> str:
+    """An Open311 `api_key`, from a JSON or form-encoded body; empty when there is none."""
+    try:
+        fields = json.loads(body)
+    except ValueError:
+        fields = dict(parse_qsl(body.decode("latin-1")))
+    value = fields.get("api_key", "") if isinstance(fields, dict) else ""
+    return value if isinstance(value, str) else ""
 
 
 def request_key(scope: Scope) -> str | None:
@@ -225,7 +241,7 @@ class Idempotency:
         if body is None:
             return
         store: IdempotencyStore = scope["app"].state.resources.idempotency
-        who = caller_scope(scope)
+        who = caller_scope(scope, body)
         print_ = hashlib.sha256(
             b"\0".join([scope["path"].encode(), scope.get("query_string", b""), body])
         ).hexdigest()

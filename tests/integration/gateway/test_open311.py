@@ -362,6 +362,12 @@ async def test_post_a_request_then_read_it_back_with_every_filter(gateway: Gatew
             every
         )
 
+    # The key is the reporter's own: another resident's same key is another request.
+    neighbour = form(gw, api_key=gw.token("resident", subject="r-2003"))
+    theirs = await gw.client.post(url, data=neighbour, headers=key)
+    assert theirs.status_code == 201, theirs.text
+    assert theirs.json()[0]["service_request_id"] != retried
+
 
 async def test_a_closed_case_shows_closed_and_its_lead_department(
     gateway: Gateway, actors: Mapping[str, Actor]
