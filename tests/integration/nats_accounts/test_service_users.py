@@ -11,14 +11,18 @@ import contextlib
 import json
 from pathlib import Path
 
+import httpx
 import nats
 import pytest
+from asgi_lifespan import LifespanManager
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
 from domain.actors import Actor
 from domain.clock import ManualClock
+from gateway import create_app
+from gateway.feeds import Feed, department_source
 from infra.nats.accounts import department_consumer, department_filter
 from infra.nats.server import NatsServer
 from infra.nats.streams import (
@@ -221,3 +225,36 @@ async def _relayed(js: JetStreamContext, last: int | None) -> bool:
         info = await js.stream_info(EVENTS_STREAM)
         return info.state.messages == last
     return False
+
+
+async def test_the_real_gateway_runs_under_the_gateway_user(
+    secured: Secured, tmp_path: Path, clock: ManualClock
+) -> None:
+    """The gateway app itself as user `gateway`: readiness reads the stream's tail, and a department
+    feed (an ordered consumer on WL_DEPT) delivers the department's events and nothing else."""
+    user, password = secured.service("gateway")
+    settings = Settings(
+        var_dir=tmp_path / "var",
+        nats_url=secured.url,
+        nats_user=user,
+        nats_password=password,
+        dev_mode=True,
+    )
+    app = create_app(settings, clock=clock)
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+            readiness = (await client.get("/readyz")).json()
+        feed = Feed(app.state.resources.js, department_source(OWN), since=None, queue_size=100)
+        await feed.open()
+        try:
+            for code in (OTHER, OWN):
+                body = json.dumps({"dept": code}).encode()
+                await secured.admin.publish(f"wl.dept.{code}.c9.Whistled", body)
+            first = json.loads(await feed.next_frame(heartbeat=5))
+            second = json.loads(await feed.next_frame(heartbeat=0.5))
+        finally:
+            await feed.close()
+    assert readiness["nats"] == {"ok": True, "detail": ""}
+    assert (first["subject"], first["event"]) == (f"wl.dept.{OWN}.c9.Whistled", {"dept": OWN})
+    assert second == {"type": "heartbeat", "seq": first["seq"]}  # nothing of the other's
