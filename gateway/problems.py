@@ -23,6 +23,8 @@ from gateway.auth import AuthError
 log = logging.getLogger(__name__)
 
 MEDIA_TYPE = "application/problem+json"
+#: RFC 9457 members (and `problem_response`'s own arguments), which no extra member may replace.
+RESERVED = frozenset({"type", "title", "status", "detail", "code", "instance", "errors", "headers"})
 
 STATUS_OF_KIND = {
     ErrorKind.INVALID: 422,
@@ -79,7 +81,7 @@ def problem_response(
     }
     if instance:
         body["instance"] = instance
-    body.update({k: v for k, v in extra.items() if v is not None})
+    body.update({k: v for k, v in extra.items() if v is not None and k not in body})
     return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
 
 
@@ -93,7 +95,10 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(DomainError)
     async def domain_error(request: Request, error: DomainError) -> JSONResponse:
-        details: dict[str, Any] = {k: _plain(v) for k, v in error.details.items()}
+        # A detail named like a problem member (IllegalState's `status`: the case's) is renamed.
+        details: dict[str, Any] = {
+            (f"case_{k}" if k in RESERVED else k): _plain(v) for k, v in error.details.items()
+        }
         return problem_response(
             STATUS_OF_KIND[error.kind],
             error.code,

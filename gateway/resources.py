@@ -26,6 +26,9 @@ from infra.settings import Settings
 from infra.store import engine_of, open_service
 from projections.views_db import create_views_tables, open_views_engine
 
+#: Seconds start-up waits for NATS before serving without it.
+NATS_WAIT = 5.0
+
 
 @dataclass
 class Resources:
@@ -36,6 +39,8 @@ class Resources:
     js: JetStreamContext
     idempotency: IdempotencyStore
     metrics: Metrics = field(default_factory=Metrics)
+    #: The first connection attempt, still running while NATS has not answered yet.
+    connecting: asyncio.Task[Client] | None = None
 
     @property
     def reference(self) -> ReferenceData:
@@ -56,16 +61,26 @@ async def open_resources(settings: Settings, clock: Clock | None = None) -> Reso
         idempotency = await asyncio.to_thread(
             IdempotencyStore, engine_of(service), settings.database_schema or None
         )
-        nc = await connect_service(settings, "whistleloop-gateway")
     except BaseException:
         service.close()
         raise
+    nc = Client()
+    connecting = asyncio.create_task(connect_service(settings, "whistleloop-gateway", client=nc))
+    # Normally connected at once; if NATS is down the gateway still starts (and /readyz says why)
+    # while the client keeps trying in the background.
+    await asyncio.wait([connecting], timeout=NATS_WAIT)
     service.after_save.append(Nudger(nc, asyncio.get_running_loop()))
-    return Resources(settings, service, views, nc, nc.jetstream(), idempotency)
+    resources = Resources(settings, service, views, nc, nc.jetstream(), idempotency)
+    resources.connecting = connecting
+    return resources
 
 
 async def close_resources(resources: Resources) -> None:
+    if resources.connecting is not None and not resources.connecting.done():
+        resources.connecting.cancel()
     with contextlib.suppress(Exception):
         await asyncio.wait_for(resources.nc.drain(), 5)
+    with contextlib.suppress(Exception):
+        await resources.nc.close()
     resources.views.dispose()
     resources.service.close()

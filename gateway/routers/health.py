@@ -82,7 +82,12 @@ async def readyz(resources: ResourcesDep) -> JSONResponse:
     summary="Prometheus metrics",
     operation_id="metrics",
     response_class=Response,
-    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text"}},
+    responses={
+        200: {
+            "content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}},
+            "description": "Prometheus text exposition format",
+        }
+    },
 )
 async def metrics(resources: ResourcesDep) -> Response:
     readiness = await readiness_of(resources)

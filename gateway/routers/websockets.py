@@ -160,6 +160,9 @@ def _since(websocket: WebSocket) -> int | None:
 
 async def _stream(websocket: WebSocket, resources: Resources, feed: Feed) -> None:
     label = feed.source.label
+    if not resources.nc.is_connected:  # NATS is down or not reached yet: the client retries
+        await _close(websocket, TRY_AGAIN_LATER, "NATS unavailable")
+        return
     try:
         await feed.open()
     except NotFoundError:  # the relay or projectors have not created the stream yet

@@ -6,7 +6,6 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import nats
 from nats.aio.client import Client
 
 from infra.settings import Settings
@@ -22,11 +21,14 @@ async def connect(
     password: str | None = None,
     inbox_prefix: str | None = None,
     on_error: Callable[[Exception], Awaitable[None]] | None = None,
+    client: Client | None = None,
     **options: Any,
 ) -> Client:
     """A client that reconnects without limit: processes outlive server restarts and fail-overs.
 
-    Errors are logged; `on_error` also sees them (permission denials arrive only this way).
+    Errors are logged; `on_error` also sees them (permission denials arrive only this way). With
+    `client`, that (unconnected) client is connected: a caller may hand it out before the server
+    answers, e.g. to serve health checks while NATS is down.
     """
 
     async def error_cb(error: Exception) -> None:
@@ -34,10 +36,10 @@ async def connect(
         if on_error is not None:
             await on_error(error)
 
-    client: list[Client] = []
+    nc = client or Client()
 
     async def disconnected_cb() -> None:
-        closing = bool(client) and (client[0].is_closed or client[0].is_draining)
+        closing = nc.is_closed or nc.is_draining
         log.log(
             logging.DEBUG if closing else logging.WARNING,
             "nats disconnected",
@@ -57,7 +59,7 @@ async def connect(
         extra.update(user=user, password=password)
     if inbox_prefix is not None:
         extra["inbox_prefix"] = inbox_prefix
-    nc = await nats.connect(
+    await nc.connect(
         servers=url.split(","),
         name=name,
         error_cb=error_cb,
@@ -65,7 +67,6 @@ async def connect(
         reconnected_cb=reconnected_cb,
         **extra,
     )
-    client.append(nc)
     return nc
 
 

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+from asgi_lifespan import LifespanManager
 
 from domain.actors import Actor
+from domain.clock import ManualClock
+from gateway import create_app
 from infra.nats.server import NatsServer
-from tests.integration.gateway.conftest import Gateway
+from tests.integration.gateway.conftest import Gateway, gateway_settings
 from tests.integration.projections.support import eventually
 
 pytestmark = pytest.mark.asyncio
@@ -79,6 +84,28 @@ async def test_not_ready_while_nats_is_down_and_ready_again_after(
     await eventually(lambda: gw.resources.nc.is_connected, "the gateway to reconnect", 30)
     status, body = await _readiness(gw)
     assert status == 200, body
+
+
+async def test_the_gateway_starts_without_nats_and_is_ready_once_nats_answers(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    server = NatsServer(tmp_path / "nats")  # not started yet
+    app = create_app(gateway_settings(tmp_path, server), clock=clock)
+    async with LifespanManager(app, startup_timeout=30) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+            assert (await client.get("/healthz")).status_code == 200
+            waiting = await client.get("/readyz")
+            assert waiting.status_code == 503
+            assert waiting.json()["nats"]["ok"] is False
+            server.start()
+            try:
+                resources = app.state.resources
+                await eventually(lambda: resources.nc.is_connected, "NATS to be reached", 30)
+                ready = await client.get("/readyz")
+                assert ready.json()["nats"]["ok"] is True, ready.json()
+            finally:
+                server.kill()
 
 
 async def test_metrics_expose_lag_per_projection_and_the_relay(gw: Gateway) -> None:
