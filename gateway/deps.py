@@ -1,8 +1,13 @@
-"""FastAPI dependencies as `Annotated` aliases: what an endpoint needs, named by what it is."""
+"""FastAPI dependencies as `Annotated` aliases: what an endpoint needs, named by what it is.
+
+Every dependency here is `async def` although none awaits anything: FastAPI runs a plain `def`
+dependency in its thread pool, and the five hops a request took that way cost more CPU than the
+command itself (docs/BENCHMARKS.md). They only read app state and check a token: nothing blocks.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -19,7 +24,7 @@ from infra.settings import Settings
 _bearer = HTTPBearer(auto_error=False, description="`whistleloop token issue --role …`")
 
 
-def get_resources(request: Request) -> Resources:
+async def get_resources(request: Request) -> Resources:
     resources: Resources = request.app.state.resources
     return resources
 
@@ -27,15 +32,15 @@ def get_resources(request: Request) -> Resources:
 ResourcesDep = Annotated[Resources, Depends(get_resources)]
 
 
-def get_service(resources: ResourcesDep) -> CaseService:
+async def get_service(resources: ResourcesDep) -> CaseService:
     return resources.service
 
 
-def get_views(resources: ResourcesDep) -> Engine:
+async def get_views(resources: ResourcesDep) -> Engine:
     return resources.views
 
 
-def get_settings(resources: ResourcesDep) -> Settings:
+async def get_settings(resources: ResourcesDep) -> Settings:
     return resources.settings
 
 
@@ -44,7 +49,7 @@ ViewsDep = Annotated[Engine, Depends(get_views)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
-def get_principal(
+async def get_principal(
     settings: SettingsDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
@@ -56,10 +61,10 @@ def get_principal(
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
-def allow(endpoint: str) -> Callable[[Principal], Principal]:
+def allow(endpoint: str) -> Callable[[Principal], Awaitable[Principal]]:
     """A dependency that lets through only the roles `gateway.policy.POLICY` names for `endpoint`."""
 
-    def check(principal: PrincipalDep) -> Principal:
+    async def check(principal: PrincipalDep) -> Principal:
         if not allowed(principal, endpoint):
             raise forbidden(f"role {principal.role} may not call {endpoint}")
         return principal

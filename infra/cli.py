@@ -149,6 +149,7 @@ class BenchSection(StrEnum):
     RELAY = "relay"
     RUNNER = "runner"
     PROJECTIONS = "projections"
+    GATEWAY = "gateway"
 
 
 @app.command()
@@ -186,14 +187,16 @@ def bench(
         ),
     ] = None,
 ) -> None:
-    """Measure the event store, the relay, the projector runner and the projections.
+    """Measure the event store, the relay, the projector runner, the projections and the gateway.
 
     CaseService commands vs raw appends (SQLite and PostgreSQL), the relay vs raw publish_async,
     the runner vs raw fetch+ack: each pair from the same run. Projections: on a simulated corpus
     (built once under var/bench/, then reused), each projection's rebuild rate vs raw fetch+ack,
-    a projector's peak RSS and every query's p50/p95. Ratios go to docs/BENCHMARKS.md (and a
-    .json beside it).
+    a projector's peak RSS and every query's p50/p95. Gateway: HTTP commands vs in-process
+    CaseService, command → department WebSocket frame latency at 100 commands/s, gateway RSS.
+    Ratios go to docs/BENCHMARKS.md (and a .json beside it).
     """
+    from gateway.benchmark import gateway_section
     from infra.benchmarks.relay import relay_section
     from infra.benchmarks.report import Section, merged, write_report
     from infra.benchmarks.store import store_section
@@ -206,6 +209,9 @@ def bench(
         BenchSection.RELAY: lambda: relay_section(stream_events),
         BenchSection.RUNNER: lambda: runner_section(stream_events),
         BenchSection.PROJECTIONS: lambda: projections_section(corpus_events),
+        BenchSection.GATEWAY: lambda: gateway_section(
+            ops or (700 if quick else 2100), postgres_url, latency_seconds=10 if quick else 60
+        ),
     }
     sections = [run() for name, run in runs.items() if only in (None, name)]
     report = Path("docs/BENCHMARKS.md")

@@ -179,10 +179,10 @@ def projections_section(events: int, calls: int = QUERY_CALLS, seed: int = CORPU
             "SQLite views",
             f"query {name}",
             len(times),
-            _p(times, 95),
+            percentile(times, 95),
             "ms",
             P95_CEILING_MS,
-            _p(times, 50),
+            percentile(times, 50),
         )
         for name, times in latencies.items()
     ]
@@ -204,7 +204,7 @@ def projections_section(events: int, calls: int = QUERY_CALLS, seed: int = CORPU
     return section
 
 
-def _p(times: Sequence[float], percent: int) -> float:
+def percentile(times: Sequence[float], percent: int) -> float:
     """The `percent`-th percentile of `times` (ms), by the inclusive method."""
     return statistics.quantiles(times, n=100, method="inclusive")[percent - 1]
 

@@ -62,7 +62,7 @@ SCOPE_CHECKED = frozenset({Role.DEPARTMENT, Role.RESIDENT})
 CaseId = Annotated[UUID, Path(description="The case's id.", examples=[CASE_ID_EXAMPLE])]
 
 
-def _idempotency_key(
+async def _idempotency_key(
     key: Annotated[
         str | None,
         Header(

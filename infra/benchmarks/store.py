@@ -28,9 +28,9 @@ ROUNDS = 5
 def store_section(ops: int, postgres_url: str) -> Section:
     """CaseService commands against raw appends, on SQLite and (if given) PostgreSQL."""
     results: list[Result] = []
-    backends: list[tuple[str, Callable[[], Iterator[Settings]]]] = [("SQLite", _sqlite)]
+    backends: list[tuple[str, Callable[[], Iterator[Settings]]]] = [("SQLite", sqlite_store)]
     if postgres_url:
-        backends.append(("PostgreSQL", lambda: _postgres(postgres_url)))
+        backends.append(("PostgreSQL", lambda: postgres_store(postgres_url)))
     for name, make in backends:
         with contextmanager(make)() as settings:
             results += _measure_backend(name, settings, ops)
@@ -183,12 +183,12 @@ def _uncached_rate(settings: Settings, clock: ManualClock, ops: int) -> float:
         service.close()
 
 
-def _sqlite() -> Iterator[Settings]:
+def sqlite_store() -> Iterator[Settings]:
     with tempfile.TemporaryDirectory(prefix="wl-bench-") as tmp:
         yield Settings(var_dir=Path(tmp))
 
 
-def _postgres(url: str) -> Iterator[Settings]:
+def postgres_store(url: str) -> Iterator[Settings]:
     schema = f"wl_bench_{uuid.uuid4().hex[:10]}"
     engine = sqlalchemy.create_engine(url, isolation_level="AUTOCOMMIT")
     with engine.connect() as conn:
