@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from uuid import UUID
 
 from eventsourcing.persistence import Notification
@@ -54,14 +55,29 @@ class SqlCaseService(CaseService):
 def notifications_after(service: CaseService, after: int, limit: int) -> list[Notification]:
     """The notification log after `after`, as `recorder.select_notifications` gives it, read with one
     Core query: the library's ORM path costs ~35 µs a row, this ~9 µs (the relay reads every row)."""
-    table = service.recorder.events_record_cls.__table__  # type: ignore[attr-defined]
-    c = table.c
+    return _notifications(service, _events_columns(service).id > after, limit)
+
+
+def case_notifications(service: CaseService, case_id: UUID) -> list[Notification]:
+    """One case's rows of the notification log, oldest first (its primary key leads with the case)."""
+    return _notifications(service, _events_columns(service).originator_id == case_id)
+
+
+def _events_columns(service: CaseService) -> Any:
+    return service.recorder.events_record_cls.__table__.c  # type: ignore[attr-defined]
+
+
+def _notifications(
+    service: CaseService, where: Any, limit: int | None = None
+) -> list[Notification]:
+    c = _events_columns(service)
     query = (
         select(c.id, c.originator_id, c.originator_version, c.topic, c.state)
-        .where(c.id > after)
+        .where(where)
         .order_by(c.id)
-        .limit(limit)
     )
+    if limit is not None:
+        query = query.limit(limit)
     with engine_of(service).connect() as conn:
         rows = conn.execute(query).all()
     return [

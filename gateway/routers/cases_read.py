@@ -18,7 +18,7 @@ from domain.errors import InvalidInput
 from domain.service import CaseService
 from gateway import problems
 from gateway.auth import Principal, Role
-from gateway.deps import ResourcesDep, ServiceDep, ViewsDep, allow
+from gateway.deps import ResourcesDep, ServiceDep, SettingsDep, ViewsDep, allow
 from gateway.policy import allowed, sees_case
 from gateway.problems import forbidden
 from gateway.schemas.queries import (
@@ -27,16 +27,19 @@ from gateway.schemas.queries import (
     CaseListQuery,
     CasePagePublic,
     CaseProofPublic,
+    CaseVerificationPublic,
     HistoryEntryPublic,
 )
 from infra.event_codec import canonical_json, iso_utc
 from projections.queries import (
     CaseFilters,
+    audit_public_key,
     case_detail,
     case_history,
     inclusion_proof,
     list_cases,
     tree_head,
+    verify_case,
 )
 
 router = APIRouter(prefix="/api/v1/cases", tags=["cases"])
@@ -211,3 +214,27 @@ def get_case_proof(
     ]
     pending = [event["notification_id"] for event in events if event["leaf_index"] >= size]
     return {"case_id": str(case_id), "tree_head": head, "events": proved, "pending": pending}
+
+
+@router.get(
+    "/{case_id}/verify",
+    summary="Check the case's audit trail against the event store and the latest signed head",
+    description=(
+        "Recomputes each event's leaf hash and the case's hash chain from the event store (the "
+        "source of truth), compares them with the audit log, proves each leaf against the latest "
+        "signed tree head and checks that head's Ed25519 signature. Events after the head are "
+        "`pending`, not failures."
+    ),
+    operation_id="verify_case",
+    response_model=CaseVerificationPublic,
+    responses=problems.responses(401, 403, 404, 422),
+)
+def get_case_verification(
+    case_id: CaseId,
+    principal: Annotated[Principal, Depends(allow("verify-case"))],
+    service: ServiceDep,
+    views: ViewsDep,
+    settings: SettingsDep,
+) -> Json:
+    visible_case(service, principal, case_id)
+    return verify_case(service, views, str(case_id), audit_public_key(settings.audit_key_file()))

@@ -23,9 +23,11 @@ from gateway.schemas.queries import (
     OverviewPublic,
     RankingEntryPublic,
     SupervisionBoardPublic,
+    TrendPublic,
 )
 from projections.queries import (
     DIMENSIONS,
+    MAX_TREND_DAYS,
     RANKING_KEYS,
     Period,
     china_day,
@@ -35,6 +37,7 @@ from projections.queries import (
     overview,
     performance_ranking,
     supervision_board,
+    trend,
 )
 from projections.queries.common import bad_period
 
@@ -95,6 +98,26 @@ def get_supervision(
     _: Annotated[Principal, Depends(allow("supervision-board"))], resources: ResourcesDep
 ) -> Json:
     return supervision_board(resources.views, resources.clock.now())
+
+
+@router.get(
+    "/api/v1/views/trend",
+    summary="Per China day of the last days: cases reported, whistled, reported in, closed, rated",
+    operation_id="trend",
+    response_model=TrendPublic,
+    responses=problems.responses(401, 403, 422),
+)
+def get_trend(
+    _: Annotated[Principal, Depends(allow("trend"))],
+    resources: ResourcesDep,
+    days: Annotated[
+        int,
+        Query(
+            description=f"How many China days, today included (1–{MAX_TREND_DAYS}).", examples=[7]
+        ),
+    ] = 7,
+) -> Json:
+    return trend(resources.views, resources.clock.now(), days)
 
 
 @router.get(

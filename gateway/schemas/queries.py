@@ -7,7 +7,7 @@ models' fixed-width UTC text (`2026-03-02T01:00:00.000000Z`); China dates are `Y
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -247,6 +247,48 @@ class CaseProofPublic(_Public):
     )
 
 
+class EventVerificationPublic(_Public):
+    """One event of a case, recomputed from the event store and compared with the audit trail."""
+
+    version: int
+    event_type: str = Field(examples=["Whistled"])
+    notification_id: int
+    leaf_index: int | None = Field(
+        description="Its leaf in the audit tree; null if not audited yet."
+    )
+    leaf_hash: str | None = Field(description="The leaf hash `audit_log` records.")
+    store_leaf_hash: str | None = Field(
+        description="The leaf hash of the event as the store holds it now (null: gone from the store)."
+    )
+    chain_hash: str | None = Field(description="The case's hash-chain entry `audit_log` records.")
+    store_chain_hash: str | None = Field(description="The chain entry recomputed from the store.")
+    chain_ok: bool | None = Field(description="Recorded chain entry = recomputed; null if pending.")
+    included: bool | Literal["pending"] = Field(
+        description="The store's leaf proved against the latest signed head; `pending` if the "
+        "event came after that head (or is not audited yet)."
+    )
+    issues: list[str] = Field(
+        description="body_differs, leaf_differs, chain_broken, not_included, missing_from_audit, "
+        "missing_from_store, undecodable.",
+        examples=[["leaf_differs"]],
+    )
+    ok: bool
+
+
+class CaseVerificationPublic(_Public):
+    """A case's audit checked against the event store and the latest signed tree head."""
+
+    case_id: str = Field(examples=[CASE_ID_EXAMPLE])
+    ok: bool = Field(description="Every event ok and, when a head exists, its signature valid.")
+    tree_size: int = Field(description="Size of the latest signed tree head; 0 before the first.")
+    root_hash: str | None
+    head_signature_ok: bool | None = Field(
+        description="The head's Ed25519 signature; null when there is no head or no key to check."
+    )
+    audited_through: int = Field(description="The last notification the audit has taken in.")
+    events: list[EventVerificationPublic]
+
+
 class ConsistencyProofPublic(_Public):
     first: int
     second: int
@@ -303,6 +345,24 @@ class SupervisionBoardPublic(_Public):
     red: list[SupervisionRowPublic]
     yellow: list[SupervisionRowPublic]
     white: list[SupervisionRowPublic]
+
+
+class TrendDayPublic(_Public):
+    """One China day of the trend: what happened in the closed loop that day."""
+
+    day: str = Field(examples=["2026-03-02"])
+    reported: int = Field(description="Cases reported.")
+    whistled: int = Field(description="Cases whistled.")
+    reported_in: int = Field(description="Cases whose lead department reported in.")
+    closed: int = Field(description="Closings (a reopened case closed again counts twice).")
+    rated: int = Field(description="Residents' ratings.")
+
+
+class TrendPublic(_Public):
+    as_of: str
+    start: str = Field(description="First China date.", examples=["2026-02-24"])
+    end: str = Field(description="Today, China date.", examples=["2026-03-02"])
+    days: list[TrendDayPublic] = Field(description="Oldest first, one per day, today last.")
 
 
 # --- measures ------------------------------------------------------------------------------------

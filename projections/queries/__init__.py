@@ -22,7 +22,15 @@ from projections.queries.cases import (
     validate_filters,
 )
 from projections.queries.common import MAX_PERIOD_DAYS, Period, china_day, day_start_utc
-from projections.queries.live import BOARD_ROWS, linkage_matrix, overview, supervision_board
+from projections.queries.live import (
+    BOARD_ROWS,
+    MAX_TREND_DAYS,
+    TREND_KEYS,
+    linkage_matrix,
+    overview,
+    supervision_board,
+    trend,
+)
 from projections.queries.performance import (
     DIMENSIONS,
     RANKING_KEYS,
@@ -33,17 +41,21 @@ from projections.queries.performance import (
     performance_ranking,
 )
 from projections.queries.proofs import consistency_proof, inclusion_proof, tree_head
+from projections.queries.verify import audit_public_key, verify_case
 
 __all__ = [
     "BOARD_ROWS",
     "DIMENSIONS",
     "MAX_LIMIT",
     "MAX_PERIOD_DAYS",
+    "MAX_TREND_DAYS",
     "RANKING_KEYS",
+    "TREND_KEYS",
     "CaseFilters",
     "Page",
     "Period",
     "Snapshot",
+    "audit_public_key",
     "case_detail",
     "case_history",
     "china_day",
@@ -61,5 +73,7 @@ __all__ = [
     "performance_ranking",
     "supervision_board",
     "tree_head",
+    "trend",
     "validate_filters",
+    "verify_case",
 ]
