@@ -70,15 +70,17 @@ def issue(
 
 
 def up_banner(settings: Settings) -> list[str]:
-    """The gateway's lines of `whistleloop up`'s banner; with --demo, tokens to try the API with."""
+    """The dashboard's and gateway's lines of `whistleloop up`'s banner; with --demo, tokens to try
+    the API with."""
     try:
         check_secret(settings)
     except ConfigError as error:
         console.print(f"[red]error:[/red] {error}")
         raise typer.Exit(code=1) from None
-    base = f"http://{settings.gateway_host}:{settings.gateway_port}"
+    base = settings.gateway_url()
     lines = [
-        f"gateway     : {base}  (API docs {base}/docs, Open311 {base}/open311/v2/discovery.json)"
+        f"dashboard   : http://{settings.dashboard_host}:{settings.dashboard_port}",
+        f"gateway     : {base}  (API docs {base}/docs, Open311 {base}/open311/v2/discovery.json)",
     ]
     if settings.dev_mode:
         day = 24 * 3600
@@ -99,6 +101,22 @@ DEMO_TOKENS: list[tuple[Role, dict[str, str]]] = [
     (Role.DEPARTMENT, {"dept": "cgzf"}),
     (Role.INSPECTOR, {}),
 ]
+
+
+def dashboard_tokens(settings: Settings, viewer: str | None) -> tuple[str, str]:
+    """The dashboard's viewer token (given, or issued for 30 days) and, in dev mode only, an
+    inspector token for its time travel: outside dev mode an operator hands one over explicitly."""
+    try:
+        check_secret(settings)
+    except ConfigError as error:
+        if viewer:
+            return viewer, ""
+        console.print(f"[red]error:[/red] give --token / WL_DASHBOARD_TOKEN, or {error}")
+        raise typer.Exit(code=1) from None
+    month = 30 * 24 * 3600
+    issued = viewer or issue_token(settings, Role.VIEWER, subject="dashboard", ttl=month)
+    inspector = issue_token(settings, Role.INSPECTOR, subject="dashboard", ttl=month)
+    return issued, inspector if settings.dev_mode else ""
 
 
 def _role(text: str) -> Role:

@@ -429,6 +429,51 @@ def gateway_command(
 
 
 @app.command()
+def dashboard(
+    host: Annotated[
+        str | None, typer.Option(help="Interface (default: WL_DASHBOARD_HOST).")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(help="Port (default: WL_DASHBOARD_PORT, 8501).", min=1, max=65535)
+    ] = None,
+    gateway_url: Annotated[
+        str | None,
+        typer.Option(help="The gateway it reads (default: WL_GATEWAY_HOST:WL_GATEWAY_PORT)."),
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            help="A viewer token (default: WL_DASHBOARD_TOKEN, else one issued with WL_JWT_SECRET).",
+            envvar="WL_DASHBOARD_TOKEN",
+        ),
+    ] = None,
+) -> None:
+    """Serve the Streamlit dashboard (指挥中心, 部门响应, 联动, 案件, 审计); it reads the gateway only.
+
+    An inspector token for the audit page's time travel comes from WL_DASHBOARD_INSPECTOR_TOKEN (in
+    dev mode one is issued). Stops on Ctrl-C/SIGTERM.
+    """
+    import os
+
+    from dashboard.launch import streamlit_argv
+    from gateway.cli import dashboard_tokens
+
+    settings = get_settings()
+    viewer, inspector = dashboard_tokens(settings, token)
+    env = {
+        **os.environ,
+        "WL_DASHBOARD_GATEWAY_URL": gateway_url or settings.gateway_url(),
+        "WL_DASHBOARD_TOKEN": viewer,
+        "WL_DASHBOARD_INSPECTOR_TOKEN": os.environ.get("WL_DASHBOARD_INSPECTOR_TOKEN") or inspector,
+    }
+    argv = streamlit_argv(host or settings.dashboard_host, port or settings.dashboard_port)
+    console.print(
+        f"dashboard on http://{host or settings.dashboard_host}:{port or settings.dashboard_port}"
+    )
+    os.execve(argv[0], argv, env)  # Streamlit takes this process's place: signals reach it
+
+
+@app.command()
 def feed(
     dept: Annotated[str, typer.Option(help="Department code whose feed to tail (e.g. cgzf).")],
     since: Annotated[

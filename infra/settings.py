@@ -67,6 +67,14 @@ class Settings(BaseSettings):
     #: it is dropped (close code 4008).
     ws_heartbeat: float = 15.0
     ws_queue: int = 1000
+    #: Where `whistleloop dashboard` (Streamlit) listens.
+    dashboard_host: str = "127.0.0.1"
+    dashboard_port: int = 8501
+
+    def gateway_url(self) -> str:
+        """The gateway's base URL as a client on this machine reaches it."""
+        host = "127.0.0.1" if self.gateway_host in ("0.0.0.0", "::") else self.gateway_host
+        return f"http://{host}:{self.gateway_port}"
 
     def event_store_url(self) -> str:
         if self.database_url:

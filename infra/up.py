@@ -1,7 +1,7 @@
 """`whistleloop up`: the whole system on one machine, supervised, until Ctrl-C or SIGTERM.
 
 Today that is the embedded nats-server (unless WL_NATS_URL names one), the relay, the projectors (all
-of them), the SLA clock and the gateway; issue 7 adds the dashboard. With `--demo`, demo cases
+of them), the SLA clock, the gateway and the dashboard. With `--demo`, demo cases
 move through the closed loop every few seconds, and every event is printed as it arrives on WL_EVENTS.
 """
 
@@ -53,6 +53,7 @@ def children(settings: Settings) -> list[Child]:
     found.append(Child("projector", [whistleloop, "project"], env))
     found.append(Child("sla", [whistleloop, "sla"], env))
     found.append(Child("gateway", [whistleloop, "gateway"], env))
+    found.append(Child("dashboard", [whistleloop, "dashboard"], env))
     return found
 
 

@@ -24,12 +24,13 @@ WHISTLELOOP = Path(sys.executable).with_name("whistleloop")
 
 
 def start_up(
-    tmp_path: Path, *args: str, gateway_port: int = 0
+    tmp_path: Path, *args: str, gateway_port: int = 0, dashboard_port: int = 0
 ) -> tuple[subprocess.Popen[str], int]:
     port = free_port()
     env = {
-        "WL_GATEWAY_PORT": str(gateway_port or free_port()),
         **os.environ,
+        "WL_GATEWAY_PORT": str(gateway_port or free_port()),
+        "WL_DASHBOARD_PORT": str(dashboard_port or free_port()),
         "WL_VAR_DIR": str(tmp_path / "var"),
         "WL_NATS_PORT": str(port),
         "WL_NATS_URL": "",
@@ -79,7 +80,7 @@ def test_up_with_demo_traffic_shows_events_and_stops_everything(tmp_path: Path) 
         assert label in out, out[-3000:]
     assert "stopped: all processes ended" in out
     assert not port_open(port)
-    for name in ("nats", "relay", "projector", "sla", "gateway"):
+    for name in ("nats", "relay", "projector", "sla", "gateway", "dashboard"):
         pids = child_pids(err, name)
         assert pids, f"no {name} started: {err[-2000:]}"
         assert all(gone(pid) for pid in pids)
