@@ -10,16 +10,16 @@ import streamlit as st
 from dashboard.i18n import DEFAULT, LANGUAGES, t
 
 PAGES = (
-    ("pages/command_centre.py", "page.command_centre", "🚨"),
-    ("pages/departments.py", "page.departments", "🏢"),
-    ("pages/linkage.py", "page.linkage", "🔗"),
-    ("pages/cases.py", "page.cases", "📋"),
-    ("pages/audit.py", "page.audit", "🔏"),
+    ("pages/command_centre.py", "page.command_centre", ":material/campaign:"),
+    ("pages/departments.py", "page.departments", ":material/apartment:"),
+    ("pages/linkage.py", "page.linkage", ":material/hub:"),
+    ("pages/cases.py", "page.cases", ":material/list_alt:"),
+    ("pages/audit.py", "page.audit", ":material/verified_user:"),
 )
 
 
 def main() -> None:
-    st.set_page_config(page_title=t("app.title"), page_icon="📯", layout="wide")
+    st.set_page_config(page_title=t("app.title"), page_icon=":material/campaign:", layout="wide")
     st.session_state.setdefault("lang", DEFAULT)
     with st.sidebar:
         st.radio(

@@ -248,7 +248,7 @@ def timeline_chart(history: Sequence[Json], marks: Sequence[Mark]) -> alt.LayerC
 def render_timeline(history: Sequence[Json], detail: Json) -> None:
     """The case's timeline: chart, the events in order and the deadline marks (overdue in red)."""
     if not history:
-        st.info(t("no_events", TEXT), icon="ℹ️")
+        st.info(t("no_events", TEXT), icon=":material/info:")
         return
     marks = deadline_marks(detail)
     st.altair_chart(timeline_chart(history, marks), width="stretch")

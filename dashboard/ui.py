@@ -56,13 +56,13 @@ def friendly() -> Iterator[None]:
 def show_problem(problem: GatewayProblem) -> None:
     message = t(f"problem.{problem.kind}", detail=problem.detail or problem.code or "")
     if problem.kind in ("down", "error"):
-        st.error(message, icon="⚠️")
+        st.error(message, icon=":material/warning:")
     else:
-        st.warning(message, icon="🔒" if problem.kind in ("auth", "forbidden") else "ℹ️")
+        st.warning(message, icon=":material/lock:" if problem.kind in ("auth", "forbidden") else ":material/info:")
 
 
 def empty(message_key: str = "empty") -> None:
-    st.info(t(message_key), icon="ℹ️")
+    st.info(t(message_key), icon=":material/info:")
 
 
 def refreshed_caption() -> None:

@@ -133,7 +133,7 @@ def pick_case() -> str | None:
     with columns[1]:
         typed = st.text_input(t("pick.id", TEXT), key="audit.case_id", max_chars=36).strip()
     if typed and not UUID_SHAPE.match(typed):
-        st.warning(t("pick.bad_id", TEXT), icon="ℹ️")
+        st.warning(t("pick.bad_id", TEXT), icon=":material/info:")
         return None
     return typed.lower() or chosen
 
@@ -171,9 +171,9 @@ def verify_section(case_id: str) -> None:
         return
     result: Json = last[1]
     if result["ok"]:
-        st.success(t("verify.ok", TEXT), icon="✅")
+        st.success(t("verify.ok", TEXT), icon=":material/check_circle:")
     else:
-        st.error(t("verify.failed", TEXT), icon="❌")
+        st.error(t("verify.failed", TEXT), icon=":material/cancel:")
     signature = result["head_signature_ok"]
     columns = st.columns(2)
     columns[0].metric(
@@ -207,7 +207,7 @@ def proof_section(case_id: str) -> None:
     except GatewayProblem as problem:
         if problem.code != "no_tree_head":
             raise
-        st.info(t("proof.no_head", TEXT), icon="ℹ️")
+        st.info(t("proof.no_head", TEXT), icon=":material/info:")
         return
     head = proof["tree_head"]
     st.caption(
@@ -245,7 +245,7 @@ def travel_section(case_id: str, history: list[Json]) -> None:
     st.subheader(t("travel", TEXT))
     inspector = config().inspector_token
     if not inspector:
-        st.info(t("travel.needs_inspector", TEXT), icon="🔒")
+        st.info(t("travel.needs_inspector", TEXT), icon=":material/lock:")
         return
     moments = list(dict.fromkeys(e["timestamp"] for e in history))
     moment = st.select_slider(
@@ -294,7 +294,7 @@ def main() -> None:
     with friendly():
         case_id = pick_case()
     if not case_id:
-        st.info(t("pick.none", TEXT), icon="ℹ️")
+        st.info(t("pick.none", TEXT), icon=":material/info:")
         return
     history: list[Json] = []
     with friendly():
@@ -302,7 +302,7 @@ def main() -> None:
         if history:
             chain_section(history)
         else:
-            st.info(t("no_events", TEXT), icon="ℹ️")
+            st.info(t("no_events", TEXT), icon=":material/info:")
     if not history:
         return
     for section in (verify_section, proof_section):

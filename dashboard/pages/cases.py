@@ -255,7 +255,7 @@ def main() -> None:
         stack = cursors(params)
         page = get("/api/v1/cases", limit=PAGE_SIZE, cursor=stack[-1], **params)
         if not page["items"]:
-            st.info(t("no_cases", TEXT), icon="ℹ️")
+            st.info(t("no_cases", TEXT), icon=":material/info:")
         else:
             st.dataframe(case_rows(page["items"], known), hide_index=True, width="stretch")
         pager(stack, page)

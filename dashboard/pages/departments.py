@@ -223,7 +223,7 @@ def ranking_section(params: dict[str, str], names: reference.Names) -> list[dict
     )
     ranking: list[dict[str, Any]] = ui.get("/api/v1/views/performance", by=by, **params)
     if not ranking or _is_empty(ranking):
-        st.info(t("empty.period", TEXT), icon="ℹ️")
+        st.info(t("empty.period", TEXT), icon=":material/info:")
         return []
     flagged = [
         f"{names.department(e['department'])}（{'、'.join(labels.flag_labels(e['flags']))}）"
@@ -231,7 +231,7 @@ def ranking_section(params: dict[str, str], names: reference.Names) -> list[dict
         if any(e["flags"].values())
     ]
     if flagged:
-        st.warning(t("flagged", TEXT, items="；".join(flagged)), icon=FLAG)
+        st.warning(t("flagged", TEXT, items="；".join(flagged)), icon=":material/flag:")
     st.dataframe(ranking_rows(ranking, names), hide_index=True, width="stretch")
     return ranking
 
@@ -257,7 +257,7 @@ def distribution_section(
         left, right = st.columns([3, 2])
         with left:
             if not any(row[count] for row in rows):
-                st.info(t("distribution.none", TEXT), icon="ℹ️")
+                st.info(t("distribution.none", TEXT), icon=":material/info:")
             else:
                 chart = charts.histogram(
                     rows, bin_label=bucket, count=count, titles=(bucket, count)
@@ -318,7 +318,7 @@ def cases_section(code: str, names: reference.Names) -> None:
         items += page["items"]
         next_cursor = page["next_cursor"]
     if not items:
-        st.info(t("cases.none", TEXT), icon="ℹ️")
+        st.info(t("cases.none", TEXT), icon=":material/info:")
         return
     st.dataframe(cases_rows(items, names), hide_index=True, width="stretch")
     if next_cursor:

@@ -125,7 +125,7 @@ def flow_section(cells: list[dict[str, Any]], names: reference.Names) -> None:
     st.subheader(t("flow", TEXT))
     st.caption(t("flow.caption", TEXT))
     if not any(cell["open"] or cell["overdue"] for cell in cells):
-        st.info(t("flow.none", TEXT), icon="ℹ️")
+        st.info(t("flow.none", TEXT), icon=":material/info:")
         return
     dot, dropped = labels.flow_dot(cells, names, t("flow.edge", TEXT))
     st.graphviz_chart(dot, width="stretch")
@@ -141,7 +141,7 @@ def live(street: str | None) -> None:
             c for c in ui.get("/api/v1/views/linkage") if street is None or c["street"] == street
         ]
         if not cells:
-            st.info(t("empty.linkage", TEXT), icon="ℹ️")
+            st.info(t("empty.linkage", TEXT), icon=":material/info:")
             return
         totals = st.columns(len(COUNTS[:3]))
         for column, key in zip(totals, COUNTS[:3], strict=True):
