@@ -58,7 +58,10 @@ def show_problem(problem: GatewayProblem) -> None:
     if problem.kind in ("down", "error"):
         st.error(message, icon=":material/warning:")
     else:
-        st.warning(message, icon=":material/lock:" if problem.kind in ("auth", "forbidden") else ":material/info:")
+        st.warning(
+            message,
+            icon=":material/lock:" if problem.kind in ("auth", "forbidden") else ":material/info:",
+        )
 
 
 def empty(message_key: str = "empty") -> None:

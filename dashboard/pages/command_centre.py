@@ -156,7 +156,10 @@ def supervision_section() -> None:
 
 def board_table(rows: list[Json], total: int, section: str, departments: Mapping[str, str]) -> None:
     if not rows:
-        st.info(t("board.empty", TEXT, section=t(f"board.{section}", TEXT)), icon=":material/check_circle:")
+        st.info(
+            t("board.empty", TEXT, section=t(f"board.{section}", TEXT)),
+            icon=":material/check_circle:",
+        )
         return
     st.dataframe([board_row(row, departments) for row in rows], hide_index=True, width="stretch")
     if total > len(rows):
