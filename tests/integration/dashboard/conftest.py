@@ -19,51 +19,29 @@ import uvicorn
 from streamlit.testing.v1 import AppTest
 
 from domain.clock import ManualClock
-from domain.service import CaseService
 from gateway import create_app
-from gateway.auth import Role, issue_token
 from gateway.resources import Resources
 from infra.nats.server import NatsServer
 from infra.settings import Settings
-from projections import registry
-from projections.control import status_rows
 from tests.conftest import START
-from tests.integration.gateway.conftest import free_port, gateway_settings, pipeline
+from tests.integration.gateway.conftest import Running, free_port, gateway_settings, pipeline
 
 APP = Path(__file__).resolve().parents[3] / "dashboard" / "app.py"
 
 
 @dataclass
-class Stack:
+class Stack(Running):
     """A running gateway with relay and projectors, served on `base_url` from another thread."""
 
     base_url: str
     settings: Settings
     clock: ManualClock
-    resources: Resources
+    stack_resources: Resources
     stop: threading.Event = field(default_factory=threading.Event)
 
     @property
-    def service(self) -> CaseService:
-        return self.resources.service
-
-    def token(
-        self,
-        role: str,
-        *,
-        dept: str | None = None,
-        street: str | None = None,
-        community: str | None = None,
-        subject: str | None = None,
-    ) -> str:
-        return issue_token(
-            self.settings,
-            Role(role),
-            dept=dept,
-            street=street,
-            community=community,
-            subject=subject,
-        )
+    def resources(self) -> Resources:
+        return self.stack_resources
 
     def api(self, path: str, token: str | None = None, **params: Any) -> Any:
         """What the gateway answers (as the dashboard would ask it, with a viewer token)."""
@@ -74,15 +52,11 @@ class Stack:
 
     def settle(self, timeout: float = 30.0) -> None:
         """Waits until every projection has applied everything in the store."""
-        last = self.service.recorder.max_notification_id() or 0
-        names = set(registry.registered(self.settings))
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            rows = {r["name"]: r for r in status_rows(self.resources.views)}
-            if names <= rows.keys() and all(rows[n]["last_notification_id"] >= last for n in names):
-                return
+        check, deadline = self.caught_up(), time.monotonic() + timeout
+        while not check():
+            if time.monotonic() > deadline:
+                raise AssertionError("projections did not catch up with the store")
             time.sleep(0.05)
-        raise AssertionError(f"projections did not reach notification {last}")
 
     def app(self, token: str | None = None, inspector: str | None = None) -> AppTest:
         """The dashboard as `AppTest`, configured for this stack (fresh caches each time)."""

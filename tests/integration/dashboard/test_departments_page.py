@@ -183,11 +183,7 @@ def test_more_loads_the_next_page_of_cases(seeded: Stack) -> None:
 
 
 def test_english(seeded: Stack) -> None:
-    at = page(seeded)
-    # What the sidebar's language radio sets (AppTest runs the page file alone, without the sidebar).
-    at.session_state["lang"] = "en"
-    at.run()
-    assert not at.exception
+    at = page(seeded, lang="en")
     assert at.title[0].value == "Department response"
     rows = frame(at, 0)
     ranking = seeded.api("/api/v1/views/performance")

@@ -144,11 +144,7 @@ def test_a_street_without_cases_is_a_friendly_empty_state(seeded: Stack) -> None
 
 
 def test_english(seeded: Stack) -> None:
-    at = page(seeded)
-    # What the sidebar's language radio sets (AppTest runs the page file alone, without the sidebar).
-    at.session_state["lang"] = "en"
-    at.run()
-    assert not at.exception
+    at = page(seeded, lang="en")
     assert at.title[0].value == "Street–department–community linkage"
     cells = seeded.api("/api/v1/views/linkage")
     rows = table(at)

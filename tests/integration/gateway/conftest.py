@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,19 +32,14 @@ from projections.control import status_rows
 from tests.integration.projections.support import eventually
 
 
-@dataclass
-class Gateway:
-    """A running gateway and what a test needs around it."""
+class Running:
+    """What a test needs of a running gateway, however it is served: its settings and resources."""
 
-    app: FastAPI
-    client: httpx.AsyncClient
     settings: Settings
-    clock: ManualClock
 
     @property
     def resources(self) -> Resources:
-        resources: Resources = self.app.state.resources
-        return resources
+        raise NotImplementedError
 
     @property
     def service(self) -> CaseService:
@@ -72,18 +67,37 @@ class Gateway:
         """`Authorization` headers for a token of `role` (scope: dept=, street=, community=, subject=)."""
         return {"Authorization": f"Bearer {self.token(role, **scope)}"}
 
-    async def settle(self, timeout: float = 30.0) -> None:
-        """Waits until every projection has applied everything in the store."""
+    def caught_up(self) -> Callable[[], bool]:
+        """Whether every projection has applied everything the store holds now."""
         last = self.service.recorder.max_notification_id() or 0
         names = set(registry.registered(self.settings))
 
-        def caught_up() -> bool:
+        def check() -> bool:
             rows = {r["name"]: r for r in status_rows(self.resources.views)}
             return names <= rows.keys() and all(
                 rows[n]["last_notification_id"] >= last for n in names
             )
 
-        await eventually(caught_up, f"projections at notification {last}", timeout)
+        return check
+
+
+@dataclass
+class Gateway(Running):
+    """A running gateway and what a test needs around it."""
+
+    app: FastAPI
+    client: httpx.AsyncClient
+    settings: Settings
+    clock: ManualClock
+
+    @property
+    def resources(self) -> Resources:
+        resources: Resources = self.app.state.resources
+        return resources
+
+    async def settle(self, timeout: float = 30.0) -> None:
+        """Waits until every projection has applied everything in the store."""
+        await eventually(self.caught_up(), "projections to catch up with the store", timeout)
 
 
 def gateway_settings(tmp_path: Path, nats_server: NatsServer, **overrides: Any) -> Settings:
