@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 
 from nats.js import JetStreamContext
@@ -18,6 +19,9 @@ AUDIT_SUBJECTS = "wl.audit.>"
 
 #: Core-NATS subject (not a stream) that wakes the relay after a commit.
 NUDGE_SUBJECT = "wl.relay.nudge"
+
+#: JetStream's error code when a cluster does not (yet) know enough peers for the replica count.
+NO_SUITABLE_PEERS = 10005
 
 #: Re-sends after a crash or fail-over land inside this window and are dropped by Nats-Msg-Id.
 DUPLICATE_WINDOW_SECONDS = 10 * 60
@@ -46,7 +50,9 @@ def stream_configs(replicas: int = 1) -> list[StreamConfig]:
     ]
 
 
-async def ensure_streams(js: JetStreamContext, replicas: int = 1) -> None:
+async def ensure_streams(
+    js: JetStreamContext, replicas: int = 1, placement_timeout: float = 30.0
+) -> None:
     """Creates the streams, or brings an existing one's config up to date.
 
     Never lowers an existing stream's replica count: a process started without the cluster's
@@ -57,8 +63,23 @@ async def ensure_streams(js: JetStreamContext, replicas: int = 1) -> None:
         try:
             info = await js.stream_info(config.name)
         except NotFoundError:
-            await js.add_stream(config)
+            await _add_stream(js, config, placement_timeout)
             continue
         config.num_replicas = max(replicas, info.config.num_replicas or 1)
         with contextlib.suppress(BadRequestError):  # e.g. a change the server cannot make in place
             await js.update_stream(config)
+
+
+async def _add_stream(js: JetStreamContext, config: StreamConfig, placement_timeout: float) -> None:
+    """A cluster elects its meta leader before every peer has reported in: an R3 stream asked for
+    in that moment is refused with "no suitable peers", which passes once the peers are known."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + placement_timeout
+    while True:
+        try:
+            await js.add_stream(config)
+            return
+        except BadRequestError as error:
+            if error.err_code != NO_SUITABLE_PEERS or loop.time() > deadline:
+                raise
+            await asyncio.sleep(0.25)
