@@ -3,12 +3,15 @@ imports this lazily, so other commands do not pay for importing FastAPI)."""
 
 from __future__ import annotations
 
+import json
+
 import typer
 import uvicorn
 
 from domain.reference import load_reference
 from gateway.app import create_app
 from gateway.auth import ConfigError, Role, check_scope, check_secret, issue_token
+from infra.files import write_private
 from infra.settings import Settings, get_settings
 from infra.terminal import wide_console
 
@@ -35,7 +38,14 @@ def serve(host: str | None, port: int | None) -> None:
         port=bind_port,
         log_config=None,  # our structured logging (infra.logs), not uvicorn's own
         proxy_headers=True,
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
     )
+
+
+#: Idle keep-alive connections stay open this long. uvicorn's default (5 s) equals httpx's pool
+#: expiry, so a client reusing a connection just as the server closed it got a reset (ReadError on
+#: a POST, which clients must not retry blindly); load balancers idle out after 60 s.
+KEEP_ALIVE_SECONDS = 75
 
 
 def issue(
@@ -71,26 +81,38 @@ def issue(
 
 def up_banner(settings: Settings) -> list[str]:
     """The dashboard's and gateway's lines of `whistleloop up`'s banner; with --demo, tokens to try
-    the API with."""
+    the API with, also written to `<var>/tokens.json` (mode 0600) for scripts."""
     try:
         check_secret(settings)
     except ConfigError as error:
         console.print(f"[red]error:[/red] {error}")
         raise typer.Exit(code=1) from None
     base = settings.gateway_url()
+    dashboard = f"http://{settings.dashboard_host}:{settings.dashboard_port}"
     lines = [
-        f"dashboard   : http://{settings.dashboard_host}:{settings.dashboard_port}",
+        f"dashboard   : {dashboard}",
         f"gateway     : {base}  (API docs {base}/docs, Open311 {base}/open311/v2/discovery.json)",
     ]
     if settings.dev_mode:
-        day = 24 * 3600
-        for role, scope in DEMO_TOKENS:
-            token = issue_token(
-                settings, role, ttl=day, dept=scope.get("dept"), street=scope.get("street")
-            )
-            label = f"{role.value}" + "".join(f" {v}" for v in scope.values())
-            lines.append(f"token {label:<18}: {token}")
+        tokens = demo_tokens(settings)
+        lines += [f"token {label:<18}: {token}" for label, token in tokens.items()]
+        path = write_private(
+            settings.var_dir / "tokens.json",
+            json.dumps({"dashboard": dashboard, "gateway": base, "tokens": tokens}, indent=2),
+        )
+        lines.append(f"tokens file : {path}")
     return lines
+
+
+def demo_tokens(settings: Settings) -> dict[str, str]:
+    """A day's token for each demo role, by label ("street jianwai", "viewer"…)."""
+    day = 24 * 3600
+    return {
+        role.value + "".join(f" {v}" for v in scope.values()): issue_token(
+            settings, role, ttl=day, dept=scope.get("dept"), street=scope.get("street")
+        )
+        for role, scope in DEMO_TOKENS
+    }
 
 
 #: The tokens `up --demo` prints (valid for a day).

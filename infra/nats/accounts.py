@@ -19,7 +19,6 @@ services and departments; the server config holds only their bcrypt hashes.
 from __future__ import annotations
 
 import json
-import os
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -29,6 +28,8 @@ from typing import Any
 import bcrypt
 
 from domain.reference import load_reference
+from infra.files import write_private
+from infra.nats.server import NatsServer, cluster_nodes, cluster_url
 from infra.nats.streams import (
     AUDIT_STREAM,
     AUDIT_SUBJECTS,
@@ -285,16 +286,22 @@ def config_paths(output: Path) -> WrittenConfig:
     )
 
 
-def _write_private(path: Path, text: str) -> None:
-    """Created 0600 from the start: the file is never readable by others, not even briefly."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(fd, 0o600)  # an existing file keeps its old mode through O_CREAT
-    with os.fdopen(fd, "w", encoding="utf-8") as file:
-        file.write(text)
-
-
 def load_credentials(path: Path) -> Credentials:
     return Credentials.from_json(path.read_text(encoding="utf-8"))
+
+
+def _write_accounts(
+    paths: WrittenConfig, department_codes: Iterable[str] | None, rounds: int
+) -> str:
+    """Completes and writes the credentials and the accounts fragment; returns the fragment."""
+    paths.config.parent.mkdir(parents=True, exist_ok=True)
+    codes = list(load_reference().departments) if department_codes is None else department_codes
+    known = load_credentials(paths.credentials) if paths.credentials.exists() else Credentials()
+    credentials = complete_credentials(known, codes)
+    fragment = render_fragment(credentials, rounds)
+    write_private(paths.credentials, credentials.to_json() + "\n")
+    write_private(paths.fragment, fragment)
+    return fragment
 
 
 def write_config(
@@ -306,12 +313,73 @@ def write_config(
 ) -> WrittenConfig:
     """Writes the complete config, the appendable fragment and the credentials (all 0600)."""
     paths = config_paths(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    codes = list(load_reference().departments) if department_codes is None else department_codes
-    known = load_credentials(paths.credentials) if paths.credentials.exists() else Credentials()
-    credentials = complete_credentials(known, codes)
-    fragment = render_fragment(credentials, rounds)
-    _write_private(paths.credentials, credentials.to_json() + "\n")
-    _write_private(paths.fragment, fragment)
-    _write_private(paths.config, render_config(settings, fragment))
+    fragment = _write_accounts(paths, department_codes, rounds)
+    write_private(paths.config, render_config(settings, fragment))
     return paths
+
+
+#: Defaults of `nats-config --cluster`: node i listens for clients on WL_NATS_PORT + i - 1 and for
+#: routes on CLUSTER_ROUTE_PORT + i - 1.
+CLUSTER_SIZE = 3
+CLUSTER_ROUTE_PORT = 16222
+
+
+@dataclass(frozen=True)
+class ClusterLayout:
+    """Where each node of a loopback cluster listens: node i gets `client_ports[i-1]` and
+    `route_ports[i-1]`."""
+
+    client_ports: list[int]
+    route_ports: list[int]
+
+    @classmethod
+    def consecutive(
+        cls, client_port: int, route_port: int = CLUSTER_ROUTE_PORT, size: int = CLUSTER_SIZE
+    ) -> ClusterLayout:
+        return cls(
+            client_ports=[client_port + i for i in range(size)],
+            route_ports=[route_port + i for i in range(size)],
+        )
+
+
+@dataclass(frozen=True)
+class WrittenCluster:
+    """`node-1.conf…` (each a complete config), the shared fragment and credentials, and the nodes
+    as `NatsServer`s that run those files (`node.start()`), with their stores under the var dir."""
+
+    nodes: list[NatsServer]
+    fragment: Path
+    credentials: Path
+
+    @property
+    def url(self) -> str:
+        return cluster_url(self.nodes)
+
+
+def write_cluster_config(
+    settings: Settings,
+    output: Path,
+    layout: ClusterLayout,
+    *,
+    department_codes: Iterable[str] | None = None,
+    rounds: int = BCRYPT_ROUNDS,
+) -> WrittenCluster:
+    """Node configs of a JetStream cluster on this machine's loopback, beside `output` (whose stem
+    names the shared fragment and credentials, as for `write_config`): distinct client, route and
+    store dirs (`<var>/nats/node-<i>`), routes to the other nodes, the same accounts in each.
+
+    The same credentials file serves both layouts, so switching to the cluster keeps every password.
+    """
+    paths = config_paths(output)
+    fragment = _write_accounts(paths, department_codes, rounds)
+    header = "# Written by `whistleloop nats-config --cluster`: one node of a loopback cluster.\n"
+    nodes = cluster_nodes(
+        (settings.var_dir / "nats").resolve(),
+        layout.client_ports,
+        layout.route_ports,
+        config_extra=fragment,
+    )
+    for index, node in enumerate(nodes, start=1):
+        node.config_file = output.with_name(f"node-{index}.conf")
+        write_private(node.config_file, header + node.config_text())
+    return WrittenCluster(nodes=nodes, fragment=paths.fragment, credentials=paths.credentials)

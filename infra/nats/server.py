@@ -7,6 +7,7 @@ starts one on the configured port with its JetStream store under `./var/nats`.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -57,10 +58,19 @@ class ClusterSpec:
     port: int
     routes: list[int]
 
+    def route_urls(self) -> list[str]:
+        """The other nodes' route URLs: a node needs no route to itself, and a full mesh of seeds
+        means any one surviving node lets a restarted one back in."""
+        return [f"nats-route://127.0.0.1:{p}" for p in self.routes if p != self.port]
+
 
 @dataclass
 class NatsServer:
-    """One nats-server process with JetStream; `config_extra` is appended to the generated config."""
+    """One nats-server process with JetStream; `config_extra` is appended to the generated config.
+
+    `config_file`: run that file as it is instead of writing one (a node config `whistleloop
+    nats-config --cluster` wrote); `port` must then be the port it listens on.
+    """
 
     store_dir: Path
     port: int = field(default_factory=free_port)
@@ -68,6 +78,7 @@ class NatsServer:
     config_extra: str = ""
     cluster: ClusterSpec | None = None
     log_file: Path | None = None
+    config_file: Path | None = None
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -76,17 +87,17 @@ class NatsServer:
 
     @property
     def config_path(self) -> Path:
-        return self.store_dir / f"nats-{self.port}.conf"
+        return self.config_file or self.store_dir / f"nats-{self.port}.conf"
 
     def config_text(self) -> str:
         name = self.name or f"wl-{self.port}"
         lines = [
             f"server_name: {name}",
             f"listen: 127.0.0.1:{self.port}",
-            f'jetstream {{ store_dir: "{self.store_dir / "jetstream"}" }}',
+            f"jetstream {{ store_dir: {json.dumps(str(self.store_dir / 'jetstream'))} }}",
         ]
         if self.cluster is not None:
-            routes = ", ".join(f"nats-route://127.0.0.1:{p}" for p in self.cluster.routes)
+            routes = ", ".join(self.cluster.route_urls())
             lines.append(
                 f"cluster {{ name: {self.cluster.name}, listen: 127.0.0.1:{self.cluster.port}, "
                 f"routes: [{routes}] }}"
@@ -95,7 +106,8 @@ class NatsServer:
 
     def start(self, wait: bool = True) -> NatsServer:
         self.store_dir.mkdir(parents=True, exist_ok=True)
-        self.config_path.write_text(self.config_text())
+        if self.config_file is None:
+            self.config_path.write_text(self.config_text())
         log = open(self.log_file or self.store_dir / f"nats-{self.port}.log", "ab")  # noqa: SIM115
         self.process = subprocess.Popen(
             [str(nats_server_binary()), "-c", str(self.config_path)],
@@ -127,3 +139,38 @@ class NatsServer:
     def restart(self) -> None:
         self.stop()
         self.start()
+
+
+def cluster_nodes(
+    base: Path,
+    client_ports: list[int],
+    route_ports: list[int],
+    *,
+    cluster_name: str = "whistleloop",
+    config_extra: str = "",
+) -> list[NatsServer]:
+    """A loopback cluster's nodes `<cluster_name>-1…`, each with its own client port, route port and
+    store under `base/node-<i>`, routes to all the others, the same `config_extra` (accounts) in each.
+
+    JetStream in a cluster needs a distinct `server_name` per node and a cluster name; an R3 stream
+    needs three nodes, and keeps serving with one of them down.
+    """
+    if len(client_ports) != len(route_ports):
+        raise ValueError("a cluster needs one route port per client port")
+    if len({*client_ports, *route_ports}) != 2 * len(client_ports):
+        raise ValueError(f"cluster ports must all differ: {client_ports} {route_ports}")
+    return [
+        NatsServer(
+            base / f"node-{index}",
+            port=port,
+            name=f"{cluster_name}-{index}",
+            config_extra=config_extra,
+            cluster=ClusterSpec(cluster_name, route, route_ports),
+        )
+        for index, (port, route) in enumerate(zip(client_ports, route_ports, strict=True), start=1)
+    ]
+
+
+def cluster_url(nodes: list[NatsServer]) -> str:
+    """WL_NATS_URL for a cluster: every node, so a client can connect while any one is up."""
+    return ",".join(node.url for node in nodes)
