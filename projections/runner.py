@@ -41,7 +41,7 @@ from infra.nats.streams import EVENTS_STREAM
 from projections import tracking
 from projections.base import ApplyContext, Projection, TransientError
 from projections.tracking import Failure, Position
-from projections.views_db import create_views_tables
+from projections.views_db import create_views_tables, writing
 
 log = logging.getLogger(__name__)
 
@@ -307,7 +307,7 @@ class ProjectorRunner:
         failure: Failure | None,
         flush_each: bool = False,
     ) -> BatchOutcome:
-        with self.engine.begin() as conn:
+        with writing(self.engine), self.engine.begin() as conn:
             position = tracking.lock_position(conn, projection.name)
             skips = tracking.skipped_seqs(conn, projection.name)
             outcome = BatchOutcome(position=position)

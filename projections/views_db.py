@@ -8,6 +8,11 @@ isolate themselves; every table here is unqualified and lands in that schema.
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
+import threading
+import time
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +29,7 @@ from sqlalchemy import (
     event,
 )
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, ProgrammingError
 
 from infra.settings import Settings
 
@@ -96,12 +102,68 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:
     models in memory during a rebuild (SQLite's default is 2 MiB).
     """
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
+    _use_wal(cursor)
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA cache_size=-32768")
     cursor.close()
 
 
+def _use_wal(cursor: Any) -> None:
+    """WAL is a property of the file, set once. Switching to it takes a lock SQLite does not wait
+    for (no busy handler), so a process connecting while another creates the tables of a fresh
+    database retries rather than fail with "database is locked"."""
+    for attempt in range(1, CREATE_ATTEMPTS + 1):
+        try:
+            if cursor.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if attempt == CREATE_ATTEMPTS or "locked" not in str(error):
+                raise
+            time.sleep(0.05 * attempt)
+
+
+def writing(engine: Engine) -> AbstractContextManager[object]:
+    """Held around a write transaction on the views database.
+
+    SQLite has one writer at a time, and a writer waiting for the lock sleeps in growing steps (up
+    to 100 ms each) in its busy handler: with six projectors in one process, that sleeping was most
+    of their lag under load. Runners of one process take turns on a Python lock instead, which
+    hands over at once. Other processes (a rebuild) still meet the busy handler; PostgreSQL needs
+    no turn-taking.
+    """
+    if engine.dialect.name != "sqlite":
+        return contextlib.nullcontext()
+    with _WRITERS_LOCK:
+        return _WRITERS.setdefault(str(engine.url), threading.Lock())
+
+
+_WRITERS: dict[str, threading.Lock] = {}
+_WRITERS_LOCK = threading.Lock()
+
+
 def create_views_tables(engine: Engine) -> None:
-    """Creates every registered table that is missing (idempotent; safe from every process)."""
-    metadata.create_all(engine, checkfirst=True)
+    """Creates every registered table that is missing (idempotent; safe from every process).
+
+    `whistleloop up` starts the projector, the SLA clock and the gateway at once on a fresh
+    database, and `checkfirst` is not atomic: two processes may both find a table missing, and the
+    second CREATE fails ("already exists" on SQLite, a duplicate type on PostgreSQL). The loser
+    tries again, and then finds what the winner made.
+    """
+    for attempt in range(1, CREATE_ATTEMPTS + 1):
+        try:
+            metadata.create_all(engine, checkfirst=True)
+            return
+        except (OperationalError, ProgrammingError, IntegrityError) as error:
+            if attempt == CREATE_ATTEMPTS or not _created_meanwhile(error):
+                raise
+            time.sleep(0.05 * attempt)
+
+
+#: Tries of `create_views_tables` against concurrent creators.
+CREATE_ATTEMPTS = 5
+
+
+def _created_meanwhile(error: DBAPIError) -> bool:
+    text = str(error.orig).lower()
+    return "already exists" in text or "duplicate key" in text
