@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import nats.errors
@@ -35,6 +35,8 @@ from projections.base import Projection
 from projections.control import status_rows
 from projections.dept_feeds import NAME as DEPT_FEEDS
 from projections.dept_feeds import ensure_department_consumers
+from projections.parallel_rebuild import Progress as ParallelProgress
+from projections.parallel_rebuild import rebuild_parallel
 from projections.rebuild import (
     NOT_REBUILDABLE,
     RebuildError,
@@ -107,13 +109,21 @@ def projections_status(settings: Settings) -> list[dict[str, Any]]:
         engine.dispose()
 
 
-def rebuild(settings: Settings, names: Sequence[str], from_store: bool, console: Console) -> int:
+def rebuild(
+    settings: Settings, names: Sequence[str], from_store: bool, console: Console, jobs: int = 1
+) -> int:
     """Rebuilds the named projections (all rebuildable ones when none are named); an exit code."""
     configure_logging()
     chosen = names or [n for n in registry.registered(settings) if n not in NOT_REBUILDABLE]
     try:
         projections = registry.select(chosen, settings)
-        summaries = asyncio.run(_rebuild_all(settings, projections, from_store, console))
+        with _progress_bar(console) as progress:
+            if jobs > 1 and len(projections) > 1:
+                summaries = rebuild_parallel(
+                    settings, [p.name for p in projections], from_store, jobs, rebuild_one, progress
+                )
+            else:
+                summaries = asyncio.run(_rebuild_all(settings, projections, from_store, progress))
     except (KeyError, RebuildError) as error:
         console.print(f"[red]error:[/red] {error.args[0]}")
         return 1
@@ -136,8 +146,37 @@ def rebuild(settings: Settings, names: Sequence[str], from_store: bool, console:
     return 0
 
 
+@contextlib.contextmanager
+def _progress_bar(console: Console) -> Iterator[ParallelProgress]:
+    """One bar per projection, fed by name (from this process or from the children's queue)."""
+    with Progress(
+        TextColumn("{task.description:<18}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+    ) as bar:
+        tasks: dict[str, TaskID] = {}
+
+        def progress(name: str, done: int, total: int) -> None:
+            if name not in tasks:
+                tasks[name] = bar.add_task(name, total=None)
+            bar.update(tasks[name], completed=done, total=max(total, 1))
+
+        yield progress
+
+
+def rebuild_one(
+    settings: Settings, name: str, from_store: bool, progress: ParallelProgress
+) -> RebuildSummary:
+    """A child's work under `--jobs`: the sequential rebuild of one projection."""
+    configure_logging()
+    projections = registry.select([name], settings)
+    return asyncio.run(_rebuild_all(settings, projections, from_store, progress))[0]
+
+
 async def _rebuild_all(
-    settings: Settings, projections: list[Projection], from_store: bool, console: Console
+    settings: Settings, projections: list[Projection], from_store: bool, progress: ParallelProgress
 ) -> list[RebuildSummary]:
     nc = await connect_once(settings, "whistleloop-rebuild")
     engine = open_views_engine(settings)
@@ -145,24 +184,16 @@ async def _rebuild_all(
     summaries = []
     try:
         await _ensure_streams(nc.jetstream())
-        with Progress(
-            TextColumn("{task.description:<18}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            console=console,
-        ) as bar:
-            for projection in projections:
-                task = bar.add_task(projection.name, total=None)
+        for projection in projections:
 
-                def progress(done: int, total: int, task: TaskID = task) -> None:
-                    bar.update(task, completed=done, total=max(total, 1))
+            def report(done: int, total: int, name: str = projection.name) -> None:
+                progress(name, done, total)
 
-                if service is not None:
-                    summary = await rebuild_from_store(nc, engine, service, projection, progress)
-                else:
-                    summary = await rebuild_from_stream(nc, engine, projection, progress)
-                summaries.append(summary)
+            if service is not None:
+                summary = await rebuild_from_store(nc, engine, service, projection, report)
+            else:
+                summary = await rebuild_from_stream(nc, engine, projection, report)
+            summaries.append(summary)
     finally:
         if service is not None:
             service.close()
