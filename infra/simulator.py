@@ -6,14 +6,18 @@ ratings; some are rejected or cancelled, handed off (and disputed, then determin
 centre), consulted on, sent back for rework, rated unsatisfied and reopened; departments that answer
 late meet the SLA clock (`SLA_CLOCK`: white warning, missed deadline, yellow/red supervision,
 escalation) with the rules of `infra.sla`. Arrivals spread over about twelve months from
-`SIM_START`, thinner at night; streets and departments act in office hours on working days.
+`SIM_START` (or come at `cases_per_day` from any `start`), thinner at night; streets and departments
+act in office hours on working days.
 
 A path is a generator of `(when, Step)`; a `Simulation` runs all open paths in time order on a
 `ManualClock` and hands each step to a driver:
 
-- `CommandTraffic` calls `CaseService` command methods one by one (what `whistleloop simulate` uses);
-- `BulkTraffic` runs the same domain commands on `Case` aggregates held in memory and saves ~100
-  cases per transaction (`service.save(*cases)`): what makes a corpus of 10^6 events take minutes.
+- `CommandDriver` calls `CaseService` command methods one by one (`backfill`, what
+  `whistleloop simulate --backfill DAYS` uses, runs it over the last DAYS days up to now);
+- `BulkDriver` runs the same domain commands on `Case` aggregates held in memory and saves ~100
+  cases per transaction (`service.save(*cases)`): what makes a corpus of 10^6 events take minutes;
+- `infra.live_traffic.HttpDriver` sends them to the gateway's REST and Open311 API, several cases at
+  once (`Simulation.take` / `Simulation.resume`), for `whistleloop simulate --rate N`.
 
 The same seed and event count give the same events, case ids included (they are derived from the
 seed), in both drivers; only how the bulk driver groups its saves differs.
@@ -24,7 +28,8 @@ from __future__ import annotations
 import heapq
 import itertools
 import random
-from collections.abc import Callable, Generator, Iterator
+from collections import Counter
+from collections.abc import Callable, Container, Generator
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from typing import Any, Protocol
@@ -36,9 +41,12 @@ from domain.case import Case
 from domain.case_rules import REJECT_REASONS
 from domain.clock import CHINA_TZ, ManualClock
 from domain.deadlines import Urgency
+from domain.errors import DomainError
 from domain.reference import DutyItem, ReferenceData
 from domain.service import CaseService
+from infra.settings import Settings
 from infra.sla import ESCALATION_REASON, REASONS, escalate_at, miss_colour, white_at
+from infra.store import open_service
 
 Json = dict[str, Any]
 
@@ -56,6 +64,8 @@ NIGHT_RATE = 0.2
 DAY_SHARE = (15 + 9 * NIGHT_RATE) / 24
 #: The bulk driver saves once this many cases have new events.
 BULK_CASES_PER_SAVE = 100
+#: A backfill's arrival rate: a district's street offices see a few dozen cases a day.
+BACKFILL_CASES_PER_DAY = 40.0
 
 SOURCES = (  # (source, reporter role, weight)
     ("hotline_12345", Role.RESIDENT, 45),
@@ -71,16 +81,21 @@ RESULTS = (("resolved", 85), ("partly_resolved", 10), ("unresolvable", 5))
 REPORT_IN_MODES = (("on_site", 60), ("remote", 25), ("joint_enforcement", 10), ("consultation", 5))
 CENTRE = Actor(Role.COMMAND_CENTRE, "cc-sim")
 
-Plan = Iterator[tuple[datetime, "Step"]]
+Plan = Generator[tuple[datetime, "Step"], None, None]
 
 
 @dataclass(frozen=True)
 class Step:
-    """One command: a `CaseService` method name, who acts, and its keyword arguments."""
+    """One command: a `CaseService` method name, who acts, and its keyword arguments.
+
+    `about` is what the path knows that the command does not carry (a report's duty item), for
+    drivers that speak another API (Open311 needs a service code); `CaseService` never sees it.
+    """
 
     name: str
     actor: Actor
     kwargs: Json = field(default_factory=dict)
+    about: Json = field(default_factory=dict, compare=False)
 
 
 class Driver(Protocol):
@@ -185,7 +200,7 @@ class Paths:
         )
         run = _Run(case_id, street, item, at, reporter)
         fields = self._report_fields(run, source)
-        yield from self.do(run, at, "report", reporter, idempotency_key=key, **fields)
+        yield at, Step("report", reporter, {"idempotency_key": key, **fields}, {"item": item.code})
         previous, self.last_case = self.last_case, case_id
         street_actor = Actor(Role.STREET, street)
         decision = self.rng.random()
@@ -506,7 +521,15 @@ def _push(heads: list[tuple[datetime, int, Step, Plan]], index: int, plan: Plan)
 
 
 class Simulation:
-    """Runs every open path in time order; a new case arrives at each arrival time."""
+    """Runs every open path in time order; a new case arrives at each arrival time.
+
+    By default the first case arrives at `SIM_START` and arrivals are spaced so that
+    `expected_events` span `SIM_SPAN`; `start` and `cases_per_day` set both instead (a backfill
+    of the last days, live traffic). `key_prefix` names the reports' idempotency keys, from which
+    the case ids derive: another prefix gives other cases, so a second run never meets the first.
+    With `tolerate`, a command the domain refuses (e.g. because the live system acted on the case
+    meanwhile) is counted in `refused` and ends that case's path instead of the run.
+    """
 
     def __init__(
         self,
@@ -517,20 +540,29 @@ class Simulation:
         *,
         expected_events: int = 1_000_000,
         sla: bool = True,
+        start: datetime = SIM_START,
+        cases_per_day: float | None = None,
+        key_prefix: str | None = None,
+        tolerate: bool = False,
     ) -> None:
         self.driver = driver
         self.clock = clock
         self.seed = seed
         self.rng = random.Random(seed)
         self.paths = Paths(self.rng, service.reference, driver, sla, service.calendar)
-        self.mean_gap = SIM_SPAN / max(expected_events / EVENTS_PER_CASE, 1)
+        self.mean_gap = (
+            timedelta(days=1) / cases_per_day
+            if cases_per_day
+            else SIM_SPAN / max(expected_events / EVENTS_PER_CASE, 1)
+        )
+        self.key_prefix = key_prefix or f"sim:{seed}"
+        self.tolerate = tolerate
+        self.refused: Counter[str] = Counter()
         self._queue: list[tuple[datetime, int, UUID | None, Step | None, Plan | None]] = []
         self._seq = itertools.count()
         self.cases = 0
         self.events = 0
-        heapq.heappush(
-            self._queue, (max(clock.now(), SIM_START), next(self._seq), None, None, None)
-        )
+        heapq.heappush(self._queue, (max(clock.now(), start), next(self._seq), None, None, None))
 
     def run(self, events: int, progress: Callable[[int], None] | None = None) -> int:
         """Carries out `events` more commands (one event each); returns how many it did."""
@@ -539,6 +571,16 @@ class Simulation:
             self.step()
             if progress is not None and self.events % 1000 == 0:
                 progress(self.events)
+        self.driver.flush()
+        return self.events
+
+    def run_until(self, end: datetime, progress: Callable[[datetime], None] | None = None) -> int:
+        """Carries out every step due before `end` (paths still open then stay open: cases in
+        progress); returns the commands done so far. `progress` hears the clock now and then."""
+        while self._queue and self._queue[0][0] < end:
+            self.step()
+            if progress is not None and self.events % 200 == 0:
+                progress(self.clock.now())
         self.driver.flush()
         return self.events
 
@@ -551,16 +593,56 @@ class Simulation:
             return
         assert case_id is not None
         assert step is not None
-        self.driver.execute(case_id, step)
+        try:
+            self.driver.execute(case_id, step)
+        except DomainError as error:
+            if not self.tolerate:
+                raise
+            self.refused[f"{step.name}: {error.code}"] += 1
+            plan.close()
+            self.driver.finished(case_id)
+            return
         self.events += 1
         self._advance(case_id, plan)
+
+    def take(self, busy: Container[UUID]) -> tuple[UUID, Step, Plan]:
+        """Removes and returns the earliest step of a case not in `busy`, letting cases arrive on
+        the way, for a driver that carries out steps of several cases at once (`infra.live_traffic`).
+
+        Time is only an order here: the clock is not moved. Hand the plan back to `resume` with its
+        next step once the step is done; until then the case is the caller's (keep it in `busy`).
+        """
+        skipped = []
+        try:
+            while True:  # the next arrival is always queued, so this ends
+                entry = heapq.heappop(self._queue)
+                at, _, case_id, step, plan = entry
+                if plan is None:
+                    self._arrive(at)
+                elif case_id is not None and case_id not in busy:
+                    assert step is not None
+                    self.events += 1
+                    return case_id, step, plan
+                else:
+                    skipped.append(entry)
+        finally:
+            for entry in skipped:
+                heapq.heappush(self._queue, entry)
+
+    def resume(self, case_id: UUID, plan: Plan, head: tuple[datetime, Step] | None) -> None:
+        """Queues `head`, the plan's next step (drawn by the caller), or ends the case (None)."""
+        if head is None:
+            self.driver.finished(case_id)
+            return
+        at, step = head
+        heapq.heappush(self._queue, (at, next(self._seq), case_id, step, plan))
 
     @property
     def next_at(self) -> datetime | None:
         return self._queue[0][0] if self._queue else None
 
     def _arrive(self, at: datetime) -> None:
-        key = f"sim:{self.seed}:{self.cases}"
+        key = f"{self.key_prefix}:{self.cases}"
         case_id = Case.id_for(key)
         self.cases += 1
         self._advance(case_id, self.paths.case(case_id, key, at))
@@ -576,10 +658,7 @@ class Simulation:
                 return at
 
     def _advance(self, case_id: UUID, plan: Plan) -> None:
-        for at, step in plan:
-            heapq.heappush(self._queue, (at, next(self._seq), case_id, step, plan))
-            return
-        self.driver.finished(case_id)
+        self.resume(case_id, plan, next(plan, None))
 
 
 # --- the drivers -------------------------------------------------------------------------------
@@ -716,3 +795,65 @@ def bulk_traffic(
 def simulation_clock() -> ManualClock:
     """A clock at the start of the simulated year (give it to the service before publishing)."""
     return ManualClock(SIM_START)
+
+
+# --- history for a running system ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Backfill:
+    """What a backfill wrote: commands (one event each), cases, the period, and what was refused."""
+
+    events: int
+    cases: int
+    start: datetime
+    end: datetime
+    refused: dict[str, int]
+
+    def summary(self) -> str:
+        refused = ", ".join(f"{n}× {what}" for what, n in sorted(self.refused.items()))
+        return (
+            f"backfill: {self.events} events, {self.cases} cases, "
+            f"{self.start.astimezone(CHINA_TZ):%Y-%m-%d %H:%M} → "
+            f"{self.end.astimezone(CHINA_TZ):%Y-%m-%d %H:%M}"
+            + (f"; refused {refused}" if refused else "")
+        )
+
+
+def backfill(
+    settings: Settings,
+    seed: int,
+    days: float,
+    *,
+    end: datetime,
+    cases_per_day: float = BACKFILL_CASES_PER_DAY,
+    progress: Callable[[datetime], None] | None = None,
+) -> Backfill:
+    """Writes the history of the `days` before `end` through `CaseService`, on a manual clock.
+
+    Safe beside a running system: it opens its own service on the configured store (the relay
+    picks up what it saves by notification id, as any writer's), publishes the duty list only if
+    the store has none, and reports under keys naming the seed and the start, so its cases are
+    its own; a command the live system made illegal meanwhile (its SLA clock acting on a case) is
+    counted, and that case's path ends. Paths still open at `end` stay open: cases in progress.
+    The same seed, days and end give the same events.
+    """
+    start = end - timedelta(days=days)
+    clock = ManualClock(start)
+    service = open_service(settings, clock)
+    try:
+        service.publish_duty_list()
+        simulation = Simulation(
+            CommandDriver(service),
+            service,
+            clock,
+            seed,
+            start=start,
+            cases_per_day=cases_per_day,
+            key_prefix=f"backfill:{seed}:{start.astimezone(CHINA_TZ):%Y%m%dT%H%M%S}",
+            tolerate=True,
+        )
+        events = simulation.run_until(end, progress)
+        return Backfill(events, simulation.cases, start, end, dict(simulation.refused))
+    finally:
+        service.close()
