@@ -29,8 +29,9 @@ import httpx
 from domain.actors import Actor
 from domain.service import CaseService
 from gateway.auth import Role, issue_token
+from infra.benchmarks.memory import peak_rss_kib
 from infra.benchmarks.report import Limit, Result, Section, print_section
-from infra.benchmarks.store import postgres_store, sqlite_store
+from infra.benchmarks.store import backends
 from infra.feed_client import Frame, tail_department
 from infra.nats.server import NatsServer, free_port
 from infra.settings import Settings
@@ -117,12 +118,7 @@ def gateway_section(
         work = Path(tmp)
         server = NatsServer(work / "nats").start()
         try:
-            backends: list[tuple[str, Callable[[], Iterator[Settings]]]] = [
-                ("SQLite", sqlite_store)
-            ]
-            if postgres_url:
-                backends.append(("PostgreSQL", lambda: postgres_store(postgres_url)))
-            for name, make in backends:
+            for name, make in backends(postgres_url):
                 found, peak = _throughput(name, make, ops, server.url, work / name)
                 results += found
                 limits.append(_rss(name, "HTTP throughput run", peak))
@@ -176,10 +172,11 @@ class Children:
     log_dir: Path
     running: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     usage: dict[str, resource.struct_rusage] = field(default_factory=dict)
+    peak_kib: dict[str, int] = field(default_factory=dict)
 
     def peak_mb(self, name: str) -> float:
-        """The child's peak RSS (Linux counts `ru_maxrss` in KiB)."""
-        return self.usage[name].ru_maxrss / 1024
+        """The child's peak RSS since its exec, read just before it was stopped."""
+        return self.peak_kib[name] / 1024
 
     def cpu_seconds(self, name: str) -> float:
         return self.usage[name].ru_utime + self.usage[name].ru_stime
@@ -205,6 +202,8 @@ class Children:
 
     def stop(self) -> None:
         """SIGTERM to every child, then SIGKILL to any still there after STOP_TIMEOUT."""
+        for name, process in self.running.items():
+            self.peak_kib[name] = peak_rss_kib(process.pid)
         for process in self.running.values():
             with contextlib.suppress(ProcessLookupError):
                 process.send_signal(signal.SIGTERM)
@@ -234,6 +233,17 @@ def children(log_dir: Path) -> Iterator[Children]:
         yield running
     finally:
         running.stop()
+
+
+@contextlib.contextmanager
+def serving(store: Settings, log_dir: Path) -> Iterator[Settings]:
+    """`whistleloop gateway` as a child on the store's database, var dir (views, audit key) and
+    NATS, with a fresh secret and port, answering /healthz, until the context ends."""
+    settings = gateway_settings(store, store.var_dir, store.nats_url)
+    with children(log_dir) as running:
+        running.start("gateway", "gateway", settings)
+        wait_ready(settings, running)
+        yield settings
 
 
 def gateway_settings(store: Settings, var_dir: Path, nats_url: str) -> Settings:
@@ -358,7 +368,7 @@ async def _http_round(settings: Settings, cases: int, idempotent: bool) -> float
 
 def _throughput(
     backend: str,
-    make: Callable[[], Iterator[Settings]],
+    make: Callable[[], contextlib.AbstractContextManager[Settings]],
     ops: int,
     nats_url: str,
     work: Path,
@@ -369,7 +379,7 @@ def _throughput(
     do exactly the store's work and the difference is the gateway's own cost.
     """
     cases = max(ops // (ROUNDS * len(LOOP)), 1)
-    with contextlib.contextmanager(make)() as direct, contextlib.contextmanager(make)() as store:
+    with make() as direct, make() as store:
         settings = gateway_settings(store, work / "gateway", nats_url)
         with children(work / "logs") as running:
             running.start("gateway", "gateway", settings)

@@ -15,6 +15,7 @@ from nats.js.api import Header, StreamConfig
 from domain.clock import ManualClock
 from domain.service import CaseService
 from infra.benchmarks.report import Result, Section, print_section
+from infra.benchmarks.store import backends
 from infra.demo import run_demo_case
 from infra.leader import NoLeaderLock
 from infra.nats.connection import connect
@@ -29,12 +30,29 @@ EXPECTED_STREAM = Header.EXPECTED_STREAM.value
 RAW = "raw publish_async of the same messages (acked)"
 
 
-def relay_section(events: int) -> Section:
+def relay_section(events: int, postgres_url: str = "") -> Section:
+    """The relay on a SQLite store, then on PostgreSQL if a URL is given; each against the raw
+    publish of its own messages, on servers of their own."""
+    results: list[Result] = []
+    for backend, make in backends(postgres_url):
+        with make() as settings:
+            results += _measure(f"{backend} → NATS", settings, events)
+    section = Section(
+        "Relay: store → WL_EVENTS (issue 4)",
+        f"relay throughput ≥ {TARGET_RATIO:.0%} of raw publish_async of the same messages.",
+        _NOTES,
+        results,
+    )
+    print_section(section)
+    return section
+
+
+def _measure(backend: str, settings: Settings, events: int) -> list[Result]:
     with tempfile.TemporaryDirectory(prefix="wl-bench-relay-") as tmp:
         raw_server = NatsServer(Path(tmp) / "nats-raw").start()
         relay_server = NatsServer(Path(tmp) / "nats-relay").start()
         try:
-            service = open_service(Settings(var_dir=Path(tmp) / "var"), _clock())
+            service = open_service(settings, _clock())
             try:
                 body_size = _fill_store(service, events)
                 messages = _encoded(service)
@@ -47,26 +65,19 @@ def relay_section(events: int) -> Section:
             raw_server.kill()
             relay_server.kill()
     total = len(messages)
-    section = Section(
-        "Relay: store → WL_EVENTS (issue 4)",
-        f"relay throughput ≥ {TARGET_RATIO:.0%} of raw publish_async of the same messages.",
-        _NOTES,
-        [
-            Result("SQLite → NATS", RAW, total, raw, RAW, raw),
-            Result(
-                "SQLite → NATS",
-                "relay (read, decode, encode, publish, ack)",
-                total,
-                relayed,
-                RAW,
-                raw,
-                TARGET_RATIO,
-            ),
-            Result("SQLite → NATS", "bare publish_async (1 header)", total, bare, RAW, raw),
-        ],
-    )
-    print_section(section)
-    return section
+    return [
+        Result(backend, RAW, total, raw, RAW, raw),
+        Result(
+            backend,
+            "relay (read, decode, encode, publish, ack)",
+            total,
+            relayed,
+            RAW,
+            raw,
+            TARGET_RATIO,
+        ),
+        Result(backend, "bare publish_async (1 header)", total, bare, RAW, raw),
+    ]
 
 
 def _encoded(service: CaseService) -> list[tuple[str, bytes, dict[str, str]]]:
@@ -177,6 +188,6 @@ _NOTES = """- *raw publish_async of the same messages*: every event exactly as t
   raw limit.
 - *bare publish_async*: bodies of the same size with a single Nats-Msg-Id header, for comparison:
   nats-py spends much of its per-message time encoding headers.
-- *relay*: copies of the demo case (11 events each) in a SQLite store, relayed from an empty stream
+- *relay*: copies of the demo case (11 events each) in a SQLite store or a PostgreSQL schema, relayed from an empty stream
   until the last notification is acked, connection and stream set-up included: reading the log,
   decoding each event, encoding its canonical JSON, publishing with the predecessor chain."""

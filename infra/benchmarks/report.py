@@ -95,21 +95,21 @@ class Section:
 
 
 def print_section(section: Section) -> None:
-    table = Table(title=section.title)
-    for column in ("backend", "measure", "ops/s", "raw ops/s", "ratio", "target"):
-        table.add_column(column)
-    for r in section.results:
-        target = f"≥ {r.target:.0%} {r.verdict}" if r.target is not None else r.verdict
-        ratio = f"{r.ratio:.0%}"
-        table.add_row(
-            r.backend,
-            r.measure,
-            f"{r.per_second:,.0f}",
-            f"{r.reference_per_second:,.0f}",
-            ratio,
-            target,
-        )
-    console.print(table)
+    if section.results:
+        table = Table(title=section.title)
+        for column in ("backend", "measure", "ops/s", "raw ops/s", "ratio", "target"):
+            table.add_column(column)
+        for r in section.results:
+            target = f"≥ {r.target:.0%} {r.verdict}" if r.target is not None else r.verdict
+            table.add_row(
+                r.backend,
+                r.measure,
+                f"{r.per_second:,.0f}",
+                f"{r.reference_per_second:,.0f}",
+                f"{r.ratio:.0%}",
+                target,
+            )
+        console.print(table)
     if section.limits:
         limits = Table(title=f"{section.title}: latencies and memory")
         for column in LIMIT_COLUMNS:
@@ -221,15 +221,13 @@ def _markdown(sections: list[Section], env: dict[str, str]) -> str:
         *[f"- {key}: {value}" for key, value in env.items()],
     ]
     for section in sections:
-        lines += [
-            "",
-            f"## {section.title}",
-            "",
-            f"Target: {section.target}",
-            "",
-            "| backend | measure | ops | ops/s | raw limit | raw ops/s | ratio | target |",
-            "|---|---|---:|---:|---|---:|---:|---|",
-        ]
+        lines += ["", f"## {section.title}", "", f"Target: {section.target}"]
+        if section.results:
+            lines += [
+                "",
+                "| backend | measure | ops | ops/s | raw limit | raw ops/s | ratio | target |",
+                "|---|---|---:|---:|---|---:|---:|---|",
+            ]
         for r in section.results:
             target = f"≥ {r.target:.0%}: {r.verdict}" if r.target is not None else r.verdict
             lines.append(

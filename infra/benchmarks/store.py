@@ -6,7 +6,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -28,11 +28,8 @@ ROUNDS = 5
 def store_section(ops: int, postgres_url: str) -> Section:
     """CaseService commands against raw appends, on SQLite and (if given) PostgreSQL."""
     results: list[Result] = []
-    backends: list[tuple[str, Callable[[], Iterator[Settings]]]] = [("SQLite", sqlite_store)]
-    if postgres_url:
-        backends.append(("PostgreSQL", lambda: postgres_store(postgres_url)))
-    for name, make in backends:
-        with contextmanager(make)() as settings:
+    for name, make in backends(postgres_url):
+        with make() as settings:
             results += _measure_backend(name, settings, ops)
     section = Section(
         "Event store (issue 3)",
@@ -183,6 +180,18 @@ def _uncached_rate(settings: Settings, clock: ManualClock, ops: int) -> float:
         service.close()
 
 
+#: A backend's name and what opens a fresh store and views database on it (removed afterwards).
+Backend = tuple[str, Callable[[], AbstractContextManager[Settings]]]
+
+
+def backends(postgres_url: str) -> list[Backend]:
+    """SQLite, then PostgreSQL if a URL is given: every section measures on the same two."""
+    found: list[Backend] = [("SQLite", contextmanager(sqlite_store))]
+    if postgres_url:
+        found.append(("PostgreSQL", lambda: postgres_everything(postgres_url)))
+    return found
+
+
 def sqlite_store() -> Iterator[Settings]:
     with tempfile.TemporaryDirectory(prefix="wl-bench-") as tmp:
         yield Settings(var_dir=Path(tmp))
@@ -199,6 +208,15 @@ def postgres_store(url: str) -> Iterator[Settings]:
         with engine.connect() as conn:
             conn.execute(sqlalchemy.text(f'DROP SCHEMA "{schema}" CASCADE'))
         engine.dispose()
+
+
+@contextmanager
+def postgres_everything(url: str) -> Iterator[Settings]:
+    """A fresh schema holding the event store and, through the connection's search_path, the
+    read models: nothing of this backend on SQLite."""
+    with contextmanager(postgres_store)(url) as store:
+        views = f"{url}?options=-csearch_path%3D{store.database_schema}"
+        yield store.model_copy(update={"views_database_url": views})
 
 
 _NOTES = """### How it is measured
