@@ -17,8 +17,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/whistleloop demo
-	$(BIN)/whistleloop up --demo $(if $(DEMO_SECONDS),--duration $(DEMO_SECONDS),)
+	$(BIN)/whistleloop up --simulate $(if $(DEMO_SECONDS),--duration $(DEMO_SECONDS),)
 
 test: $(STAMP)
 	$(BIN)/lint-imports --no-cache

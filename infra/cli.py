@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from enum import StrEnum
 from importlib.metadata import version as package_version
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from sqlalchemy.exc import SQLAlchemyError
@@ -24,6 +25,9 @@ from infra.logs import configure_logging
 from infra.settings import get_settings
 from infra.store import open_service, redact, store_stats
 from infra.terminal import wide_console
+
+if TYPE_CHECKING:
+    from infra.benchmarks.report import Section
 
 app = typer.Typer(
     help="whistleloop — 街乡吹哨、部门报到: event-sourced case tracking for the street–department "
@@ -150,12 +154,17 @@ class BenchSection(StrEnum):
     RUNNER = "runner"
     PROJECTIONS = "projections"
     GATEWAY = "gateway"
+    DASHBOARD = "dashboard"
+    SYSTEM = "system"
 
 
 @app.command()
 def bench(
     quick: Annotated[
-        bool, typer.Option(help="A short run (fewer operations) for a smoke check.")
+        bool,
+        typer.Option(
+            help="A smoke check of every section in about two minutes (small corpus, short runs); its ratios are noisy."
+        ),
     ] = False,
     ops: Annotated[
         int, typer.Option(help="Operations per measurement (default 5000, quick 600).")
@@ -163,7 +172,7 @@ def bench(
     events: Annotated[
         int,
         typer.Option(
-            help="Simulated events in the projections corpus (default 1,000,000, quick 20,000)."
+            help="Simulated events in the projections corpus (default 1,000,000, quick 10,000)."
         ),
     ] = 0,
     only: Annotated[BenchSection | None, typer.Option(help="Run one section only.")] = None,
@@ -197,29 +206,72 @@ def bench(
     Ratios go to docs/BENCHMARKS.md (and a .json beside it).
     """
     from gateway.benchmark import gateway_section
+    from gateway.system_benchmark import system_section
     from infra.benchmarks.relay import relay_section
-    from infra.benchmarks.report import Section, merged, write_report
+    from infra.benchmarks.report import merged, write_report
     from infra.benchmarks.store import store_section
     from projections.benchmark import projections_section, runner_section
 
     stream_events = 5_000 if quick else 50_000
-    corpus_events = events or (20_000 if quick else 1_000_000)
+    corpus_events = events or (10_000 if quick else 1_000_000)
     runs: dict[BenchSection, Callable[[], Section]] = {
         BenchSection.STORE: lambda: store_section(ops or (600 if quick else 5000), postgres_url),
-        BenchSection.RELAY: lambda: relay_section(stream_events),
-        BenchSection.RUNNER: lambda: runner_section(stream_events),
-        BenchSection.PROJECTIONS: lambda: projections_section(corpus_events),
-        BenchSection.GATEWAY: lambda: gateway_section(
-            ops or (700 if quick else 2100), postgres_url, latency_seconds=10 if quick else 60
+        BenchSection.RELAY: lambda: relay_section(stream_events, postgres_url),
+        BenchSection.RUNNER: lambda: runner_section(stream_events, postgres_url),
+        BenchSection.PROJECTIONS: lambda: projections_section(
+            corpus_events, calls=50 if quick else 200, postgres_url=postgres_url
         ),
+        BenchSection.GATEWAY: lambda: gateway_section(
+            ops or (700 if quick else 2100), postgres_url, latency_seconds=5 if quick else 60
+        ),
+        BenchSection.DASHBOARD: lambda: _dashboard_bench(
+            corpus_events, postgres_url, renders=3 if quick else 20
+        ),
+        BenchSection.SYSTEM: lambda: system_section(postgres_url, seconds=6 if quick else 300),
     }
-    sections = [run() for name, run in runs.items() if only in (None, name)]
+    sections = []
+    for name, run in runs.items():
+        if only in (None, name):
+            started = time.monotonic()
+            sections.append(run())
+            console.print(f"[dim]bench {name}: {time.monotonic() - started:,.0f} s[/dim]")
     report = Path("docs/BENCHMARKS.md")
     if only is not None and update:
         sections = merged(sections, report.with_suffix(".json"))
     elif only is not None:
         report = Path(f"var/bench/BENCHMARKS-{only}.md")
     write_report(sections, postgres_url, output or report)
+
+
+def _dashboard_bench(events: int, postgres_url: str, renders: int) -> Section:
+    """The dashboard section, wired here: infra may not import the dashboard, gateway or views."""
+    import projections
+    from dashboard.launch import APP
+    from gateway.auth import Role, issue_token
+    from gateway.benchmark import serving
+    from infra.benchmarks.dashboard import Wiring, dashboard_section
+    from projections.benchmark import (
+        CORPUS_SEED,
+        POSTGRES_CORPUS_EVENTS,
+        REBUILD_JOBS,
+        rebuild_in_child,
+    )
+
+    wiring = Wiring(
+        app=APP,
+        build_views=lambda settings: rebuild_in_child(settings, REBUILD_JOBS),
+        serve=serving,
+        issue=lambda settings, role: issue_token(settings, Role(role), subject=f"bench-{role}"),
+        views_code=Path(projections.__file__).parent,
+    )
+    return dashboard_section(
+        events,
+        wiring,
+        seed=CORPUS_SEED,
+        renders=renders,
+        postgres_url=postgres_url,
+        postgres_events=POSTGRES_CORPUS_EVENTS,
+    )
 
 
 @app.command()
@@ -230,21 +282,43 @@ def up(
     duration: Annotated[
         float, typer.Option(help="Stop by itself after this many seconds (0: run until Ctrl-C).")
     ] = 0.0,
+    simulate: Annotated[
+        bool,
+        typer.Option(
+            help="A simulated district: its last --backfill days written first (empty store only), "
+            "then live traffic through the gateway. Implies dev mode, as --demo does."
+        ),
+    ] = False,
+    rate: Annotated[
+        float, typer.Option(help="With --simulate: live commands per second.", min=0.1)
+    ] = 5.0,
+    backfill: Annotated[
+        float,
+        typer.Option(help="With --simulate: days of history (0: none).", min=0, metavar="DAYS"),
+    ] = 30.0,
 ) -> None:
     """Start the whole system on this machine and print events as they arrive.
 
     Runs the embedded nats-server (unless WL_NATS_URL is set), the relay, the projectors, the SLA
-    clock and the gateway as supervised child processes (a crashed one is restarted with back-off); Ctrl-C or
-    SIGTERM stops them all. Logs go to var/logs/.
+    clock, the gateway and the dashboard as supervised child processes (a crashed one is restarted
+    with back-off); Ctrl-C or SIGTERM stops them all. Logs go to var/logs/. On PostgreSQL when
+    WL_DATABASE_URL (and WL_VIEWS_DATABASE_URL) are set.
     """
     from gateway.cli import up_banner
-    from infra.up import run_up
+    from infra.up import Simulated, run_up
 
     settings = get_settings()
-    if demo:
+    if demo or simulate:
         settings = settings.model_copy(update={"dev_mode": True})
     banner = up_banner(settings)  # refuses the default JWT secret outside dev mode
-    run_up(settings, demo=demo, duration=duration or None, console=console, banner=banner)
+    run_up(
+        settings,
+        demo=demo,
+        duration=duration or None,
+        console=console,
+        banner=banner,
+        simulated=Simulated(rate, backfill) if simulate else None,
+    )
 
 
 @app.command()
@@ -273,9 +347,9 @@ def project(
 @app.command()
 def sla(
     every: Annotated[
-        float,
+        float | None,
         typer.Option(help="Seconds between ticks (default: WL_SLA_TICK_SECONDS, 30).", min=0.1),
-    ] = 0.0,
+    ] = None,
 ) -> None:
     """Run the SLA clock: white/yellow/red supervision, missed deadlines, escalation.
 
@@ -361,6 +435,17 @@ def projections_rebuild(
             "--from-store", help="Replay the event store instead of the stream WL_EVENTS."
         ),
     ] = False,
+    jobs: Annotated[
+        int,
+        typer.Option(
+            "--jobs",
+            "-j",
+            help="Projections rebuilt at once, each in a process of its own (one per core is "
+            "a good choice; 1: one after another in this process).",
+            min=1,
+            max=32,
+        ),
+    ] = 1,
 ) -> None:
     """Empty read models and replay them, with a progress bar and a final summary.
 
@@ -370,7 +455,7 @@ def projections_rebuild(
     """
     from projections.cli import rebuild
 
-    raise typer.Exit(code=rebuild(get_settings(), names or [], from_store, console))
+    raise typer.Exit(code=rebuild(get_settings(), names or [], from_store, console, jobs))
 
 
 @audit_app.command("verify")
@@ -395,20 +480,120 @@ def audit_sign() -> None:
     raise typer.Exit(code=cli_sign(get_settings(), console=console))
 
 
+@app.command()
+def simulate(
+    seed: Annotated[
+        int, typer.Option(help="The district's random seed (same seed, same cases).")
+    ] = 1,
+    backfill: Annotated[
+        float,
+        typer.Option(
+            help="Write the history of the last DAYS days straight through the domain service "
+            "(on a manual clock) first.",
+            metavar="DAYS",
+        ),
+    ] = 0.0,
+    rate: Annotated[
+        float, typer.Option(help="Then send N commands/s to the running gateway.", metavar="N")
+    ] = 0.0,
+    duration: Annotated[
+        float, typer.Option(help="Seconds of live traffic (0: until Ctrl-C).")
+    ] = 0.0,
+    open311_share: Annotated[
+        float, typer.Option(help="The share of live reports that come in through Open311.")
+    ] = 0.2,
+    url: Annotated[
+        str | None, typer.Option(help="The gateway (default: WL_GATEWAY_HOST:WL_GATEWAY_PORT).")
+    ] = None,
+    wait: Annotated[
+        float, typer.Option(help="Seconds to wait for the gateway to answer before giving up.")
+    ] = 0.0,
+) -> None:
+    """Simulate a district: streets, communities and departments moving cases through the loop.
+
+    --backfill writes past days into the configured store (the relay publishes them as any other
+    events); --rate drives live traffic through the HTTP API as the district's users, with tokens
+    signed by WL_JWT_SECRET. Refused commands are normal traffic; errors (5xx) fail the run.
+    """
+    from gateway.auth import Role, issue_token
+    from infra.live_traffic import run_simulate
+
+    settings = get_settings()
+
+    def token_for(role: str, scope: dict[str, str]) -> str:
+        return issue_token(
+            settings,
+            Role(role),
+            subject=scope.get("subject"),
+            dept=scope.get("dept"),
+            street=scope.get("street"),
+            community=scope.get("community"),
+        )
+
+    status = run_simulate(
+        settings,
+        seed=seed,
+        backfill_days=backfill,
+        rate=rate,
+        duration=duration,
+        open311_share=open311_share,
+        token_for=token_for,
+        url=url,
+        wait=wait,
+        console=console,
+    )
+    raise typer.Exit(code=status)
+
+
 @app.command("nats-config")
 def nats_config(
     output: Annotated[Path, typer.Option(help="Where to write the server config.")] = Path(
         "var/nats/accounts.conf"
     ),
+    cluster: Annotated[
+        bool,
+        typer.Option(
+            help="Write node-1.conf…node-3.conf beside --output: a 3-node JetStream cluster on "
+            "this machine's loopback, each node with the same accounts."
+        ),
+    ] = False,
+    client_port: Annotated[
+        int | None,
+        typer.Option(
+            help="With --cluster: node 1's client port, then +1, +2 (default WL_NATS_PORT).",
+            min=1,
+            max=65533,
+        ),
+    ] = None,
+    route_port: Annotated[
+        int,
+        typer.Option(help="With --cluster: node 1's route port, then +1, +2.", min=1, max=65533),
+    ] = 16222,
 ) -> None:
     """Write a nats-server config with the APP and DEPTS accounts and a user per department.
 
     Passwords are generated, stored bcrypt-hashed in the config and in clear in a credentials
-    file beside it (mode 600) for the services and departments to use.
+    file beside it (mode 600) for the services and departments to use; running it again keeps them.
+    See docs/OPERATIONS.md for the cluster.
     """
-    from infra.nats.accounts import write_config
+    from infra.nats.accounts import ClusterLayout, write_cluster_config, write_config
 
-    write_config(get_settings(), output)
+    settings = get_settings()
+    if not cluster:
+        write_config(settings, output)
+        console.print(f"wrote {output} (credentials beside it)")
+        return
+    layout = ClusterLayout.consecutive(client_port or settings.nats_port, route_port)
+    if set(layout.client_ports) & set(layout.route_ports):
+        console.print("[red]error:[/red] the client and route port ranges overlap")
+        raise typer.Exit(code=2)
+    written = write_cluster_config(settings, output, layout)
+    for node in written.nodes:
+        console.print(f"wrote {node.config_file}")
+    console.print(f"credentials: {written.credentials}")
+    console.print(
+        f"start each with `nats-server -c <node-i.conf>`, then\nWL_NATS_URL={written.url}"
+    )
 
 
 @app.command("gateway")

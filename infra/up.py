@@ -2,7 +2,9 @@
 
 Today that is the embedded nats-server (unless WL_NATS_URL names one), the relay, the projectors (all
 of them), the SLA clock, the gateway and the dashboard. With `--demo`, demo cases
-move through the closed loop every few seconds, and every event is printed as it arrives on WL_EVENTS.
+move through the closed loop every few seconds; with `--simulate`, a simulated district's last days
+are written first (on an empty store) and a `whistleloop simulate` child sends live traffic through
+the gateway. Every event is printed as it arrives on WL_EVENTS.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 from pathlib import Path
@@ -25,17 +28,28 @@ from rich.console import Console
 from domain.service import CaseService
 from infra.demo import LiveTraffic
 from infra.event_codec import HEADER_TOPIC
+from infra.live_traffic import backfill_with_progress
 from infra.nats.connection import connect
 from infra.nats.server import NatsServer, nats_server_binary, wait_for_port
 from infra.nats.streams import ensure_streams
 from infra.relay import Nudger
 from infra.render import EVENT_LABELS, china_time
 from infra.settings import Settings
-from infra.store import open_service, redact
+from infra.store import open_service, redact, store_stats
 from infra.supervisor import Child, Supervisor
 
 
-def children(settings: Settings) -> list[Child]:
+@dataclass(frozen=True)
+class Simulated:
+    """`up --simulate`: a district's history written before the children start (on a store with
+    no case yet), then a `whistleloop simulate` child driving live traffic through the gateway."""
+
+    rate: float
+    backfill_days: float
+    seed: int = 1
+
+
+def children(settings: Settings, simulated: Simulated | None = None) -> list[Child]:
     """What `up` runs; every child gets the same settings through the environment."""
     whistleloop = str(Path(sys.executable).with_name("whistleloop"))
     env = {
@@ -54,7 +68,15 @@ def children(settings: Settings) -> list[Child]:
     found.append(Child("sla", [whistleloop, "sla"], env))
     found.append(Child("gateway", [whistleloop, "gateway"], env))
     found.append(Child("dashboard", [whistleloop, "dashboard"], env))
+    if simulated is not None:
+        rate = ["--rate", f"{simulated.rate:g}", "--seed", str(simulated.seed)]
+        command = [whistleloop, "simulate", *rate, "--wait", f"{GATEWAY_WAIT:g}"]
+        found.append(Child("simulate", command, env))
     return found
+
+
+#: Seconds the simulator waits for the gateway, which starts beside it.
+GATEWAY_WAIT = 60.0
 
 
 def run_up(
@@ -64,12 +86,15 @@ def run_up(
     duration: float | None,
     console: Console,
     banner: Sequence[str] = (),
+    simulated: Simulated | None = None,
 ) -> None:
     """`banner`: lines the caller adds to the start-up banner (the gateway's URLs and demo tokens)."""
     settings.var_dir.mkdir(parents=True, exist_ok=True)
     service = open_service(settings)
     service.publish_duty_list()
-    supervisor = Supervisor(children(settings), settings.var_dir / "logs")
+    if simulated is not None and simulated.backfill_days > 0:
+        _backfill_once(settings, service, simulated, console)
+    supervisor = Supervisor(children(settings, simulated), settings.var_dir / "logs")
     supervisor.start_all()
     try:
         if not settings.nats_url:
@@ -79,6 +104,17 @@ def run_up(
         supervisor.stop_all()
         service.close()
         console.print("stopped: all processes ended")
+
+
+def _backfill_once(
+    settings: Settings, service: CaseService, simulated: Simulated, console: Console
+) -> None:
+    """History for a fresh store only: started again, `up` keeps what it has and adds live traffic."""
+    if store_stats(service, settings).cases:
+        console.print("store already holds cases: no backfill")
+        return
+    done = backfill_with_progress(settings, simulated.seed, simulated.backfill_days, console)
+    console.print(done.summary())
 
 
 async def _serve(

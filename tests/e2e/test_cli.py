@@ -108,3 +108,21 @@ def test_projection_operator_commands_explain_themselves(tmp_path: Path) -> None
     assert refused.returncode == 1
     assert "not halted" in refused.stdout
     assert "Traceback" not in refused.stdout + refused.stderr
+
+
+def test_simulate_backfills_history_into_the_store_and_refuses_idle_options(
+    env: dict[str, str],
+) -> None:
+    before = stats(env)
+    done = run(env, "simulate", "--seed", "5", "--backfill", "1")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "backfill:" in done.stdout
+    after = stats(env)
+    assert after["events"] > before["events"]  # type: ignore[operator]
+
+    idle = run(env, "simulate")
+    assert idle.returncode == 1
+    assert "nothing to do" in idle.stdout
+    nowhere = run(env, "simulate", "--rate", "5", "--url", "http://127.0.0.1:9")
+    assert nowhere.returncode == 1
+    assert "no gateway at http://127.0.0.1:9" in nowhere.stdout
