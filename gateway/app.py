@@ -16,6 +16,7 @@ from domain.clock import Clock
 from gateway import problems
 from gateway.body_limit import BodyLimit
 from gateway.idempotency import Idempotency
+from gateway.rate_limit import RateLimit
 from gateway.resources import close_resources, open_resources
 from gateway.routers import commands, health, open311, queries, websockets
 from infra.settings import Settings
@@ -27,7 +28,8 @@ Commands (`POST /api/v1/cases…`) become immutable events in the event store; q
 projections' read models; `/ws/…` push live feeds from NATS JetStream; `/open311/v2` speaks
 Open311 GeoReport v2. Authenticate with `Authorization: Bearer <token>` (`whistleloop token issue`);
 docs/SECURITY.md says which role may call what. Errors are RFC 9457 `application/problem+json`
-with a stable `code`. Every POST honours `Idempotency-Key`.
+with a stable `code`. Every POST honours `Idempotency-Key`; writes are limited per caller
+(429 with `Retry-After`).
 """
 
 
@@ -48,6 +50,12 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
     )
     problems.install(app)
     app.add_middleware(Idempotency, max_body=settings.gateway_max_body)
+    app.add_middleware(
+        RateLimit,
+        rate=settings.gateway_write_rate,
+        burst=settings.gateway_write_burst,
+        max_body=settings.gateway_max_body,
+    )
     app.add_middleware(BodyLimit, max_bytes=settings.gateway_max_body)  # outermost: runs first
     for module in (commands, queries, open311, websockets, health):
         app.include_router(module.router)

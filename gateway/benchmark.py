@@ -159,6 +159,7 @@ def child_env(settings: Settings) -> dict[str, str]:
         "WL_DEV_MODE": "false",
         "WL_GATEWAY_HOST": settings.gateway_host,
         "WL_GATEWAY_PORT": str(settings.gateway_port),
+        "WL_GATEWAY_WRITE_RATE": "0",  # throughput is measured, not the per-caller limit
     }
 
 

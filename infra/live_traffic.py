@@ -311,7 +311,7 @@ class HttpDriver:
         if key is not None:
             headers["Idempotency-Key"] = key
         try:
-            response = self.client.request(method, path, headers=headers, **request)
+            response = self._throttled(method, path, headers, request)
         except httpx.HTTPError as error:
             self.tally.add(self.tally.errors, f"{what}: {type(error).__name__}")
             raise PathEnded from error
@@ -322,6 +322,23 @@ class HttpDriver:
             self.tally.add(self.tally.refused, f"{response.status_code} {_code(response)}")
             raise PathEnded
         return response
+
+
+    def _throttled(
+        self, method: str, path: str, headers: dict[str, str], request: dict[str, Any]
+    ) -> httpx.Response:
+        """The request, sent again after `Retry-After` while the gateway's per-caller write limit
+        refuses it (429 claims no idempotency key, so a resend is safe), a few times at most."""
+        for _attempt in range(THROTTLE_RETRIES):
+            response = self.client.request(method, path, headers=headers, **request)
+            if response.status_code != 429:
+                return response
+            time.sleep(min(float(response.headers.get("Retry-After", "1")), 5.0))
+        return response
+
+
+#: Resends of a write the gateway's rate limit refused before it counts as refused.
+THROTTLE_RETRIES = 4
 
 
 def _reporter(actor: Actor, fields: Json) -> Client:

@@ -63,6 +63,11 @@ class Settings(BaseSettings):
     gateway_port: int = 8000
     #: Largest request body the gateway reads, in bytes (413 beyond it).
     gateway_max_body: int = 64 * 1024
+    #: Writes (POSTs) per second each caller (a token's principal, an Open311 api_key) may make
+    #: through one gateway, and the burst it may spend at once; 429 with Retry-After beyond them.
+    #: 0 turns the limit off (the benchmarks do, to measure throughput).
+    gateway_write_rate: float = Field(default=20.0, ge=0)
+    gateway_write_burst: int = Field(default=60, ge=1)
     #: WebSocket feeds: seconds between heartbeats, frames a slow client may fall behind before
     #: it is dropped (close code 4008).
     ws_heartbeat: float = 15.0

@@ -26,7 +26,7 @@ PROBLEM_MEDIA_TYPE = "application/problem+json"
 SPEC_ERROR_REF = "#/components/schemas/SpecError"
 HTTP_METHODS = frozenset({"get", "put", "post", "delete", "patch", "head", "options"})
 #: Errors the gateway's middleware answers on every POST, Open311's too, as problem documents.
-MIDDLEWARE_STATUSES = frozenset({"413", "422"})
+MIDDLEWARE_STATUSES = frozenset({"413", "422", "429"})
 
 
 @pytest.fixture(scope="module")
