@@ -163,7 +163,8 @@ def bench(
     quick: Annotated[
         bool,
         typer.Option(
-            help="A smoke check of every section in about two minutes (small corpus, short runs); its ratios are noisy."
+            help="A smoke check of every section in about two minutes (small corpus, short "
+            "runs); its ratios are noisy."
         ),
     ] = False,
     ops: Annotated[

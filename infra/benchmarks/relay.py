@@ -14,8 +14,8 @@ from nats.js.api import Header, StreamConfig
 
 from domain.clock import ManualClock
 from domain.service import CaseService
-from infra.benchmarks.report import Result, Section, print_section
-from infra.benchmarks.store import backends
+from infra.benchmarks.report import Result, Section
+from infra.benchmarks.store import section_on_backends
 from infra.demo import run_demo_case
 from infra.leader import NoLeaderLock
 from infra.nats.connection import connect
@@ -33,18 +33,15 @@ RAW = "raw publish_async of the same messages (acked)"
 def relay_section(events: int, postgres_url: str = "") -> Section:
     """The relay on a SQLite store, then on PostgreSQL if a URL is given; each against the raw
     publish of its own messages, on servers of their own."""
-    results: list[Result] = []
-    for backend, make in backends(postgres_url):
-        with make() as settings:
-            results += _measure(f"{backend} → NATS", settings, events)
-    section = Section(
-        "Relay: store → WL_EVENTS (issue 4)",
-        f"relay throughput ≥ {TARGET_RATIO:.0%} of raw publish_async of the same messages.",
-        _NOTES,
-        results,
+    return section_on_backends(
+        Section(
+            "Relay: store → WL_EVENTS (issue 4)",
+            f"relay throughput ≥ {TARGET_RATIO:.0%} of raw publish_async of the same messages.",
+            _NOTES,
+        ),
+        postgres_url,
+        lambda backend, settings: _measure(f"{backend} → NATS", settings, events),
     )
-    print_section(section)
-    return section
 
 
 def _measure(backend: str, settings: Settings, events: int) -> list[Result]:

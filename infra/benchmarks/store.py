@@ -27,16 +27,24 @@ ROUNDS = 5
 
 def store_section(ops: int, postgres_url: str) -> Section:
     """CaseService commands against raw appends, on SQLite and (if given) PostgreSQL."""
-    results: list[Result] = []
-    for name, make in backends(postgres_url):
-        with make() as settings:
-            results += _measure_backend(name, settings, ops)
-    section = Section(
-        "Event store (issue 3)",
-        f"CaseService commands ≥ {TARGET_RATIO:.0%} of the raw single-event append rate.",
-        _NOTES,
-        results,
+    return section_on_backends(
+        Section(
+            "Event store (issue 3)",
+            f"CaseService commands ≥ {TARGET_RATIO:.0%} of the raw single-event append rate.",
+            _NOTES,
+        ),
+        postgres_url,
+        lambda backend, settings: _measure_backend(backend, settings, ops),
     )
+
+
+def section_on_backends(
+    section: Section, postgres_url: str, measure: Callable[[str, Settings], list[Result]]
+) -> Section:
+    """The section's results measured on each backend in turn (each on a fresh store), printed."""
+    for backend, make in backends(postgres_url):
+        with make() as settings:
+            section.results += measure(backend, settings)
     print_section(section)
     return section
 
