@@ -6,6 +6,9 @@ Content-Length (or sends chunked) cannot make a handler buffer more than the lim
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.problems import problem_response
@@ -69,3 +72,13 @@ def replay(body: bytes) -> Receive:
         return {"type": "http.disconnect"}
 
     return receive
+
+
+def json_document(body: bytes) -> Any:
+    """The body parsed as JSON; ValueError for anything that is not JSON, including nesting too
+    deep for the parser (which raises RecursionError: a 64 KiB body of `[` would otherwise be a
+    500 wherever a body is parsed by hand)."""
+    try:
+        return json.loads(body)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None

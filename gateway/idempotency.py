@@ -19,7 +19,6 @@ cases of one report.
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl
@@ -44,7 +43,7 @@ from sqlalchemy.exc import IntegrityError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.auth import AuthError, Principal, decode_token
-from gateway.body_limit import read_body, replay
+from gateway.body_limit import json_document, read_body, replay
 from gateway.problems import problem_response
 
 HEADER = b"idempotency-key"
@@ -195,7 +194,7 @@ def caller_scope(scope: Scope, body: bytes) -> str:
 def _api_key(body: bytes) -> str:
     """An Open311 `api_key`, from a JSON or form-encoded body; empty when there is none."""
     try:
-        fields = json.loads(body)
+        fields = json_document(body)
     except ValueError:
         fields = dict(parse_qsl(body.decode("latin-1")))
     value = fields.get("api_key", "") if isinstance(fields, dict) else ""

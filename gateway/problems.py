@@ -139,6 +139,14 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        if error.status_code == 400:  # FastAPI could not parse the body (e.g. JSON nested too deep)
+            return problem_response(
+                422,
+                "invalid_request",
+                "the request body could not be parsed",
+                instance=request.url.path,
+                errors=[],
+            )
         code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
         return problem_response(
             error.status_code, code, str(error.detail), instance=request.url.path

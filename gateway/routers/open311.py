@@ -10,7 +10,6 @@ client understands only those. See `gateway.open311` for the mapping itself.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from functools import partial
@@ -29,6 +28,7 @@ from domain.errors import DomainError
 from domain.reference import DutyItem
 from gateway import problems
 from gateway.auth import AuthError, Principal, decode_token
+from gateway.body_limit import json_document
 from gateway.deps import ResourcesDep
 from gateway.idempotency import domain_key
 from gateway.open311.intake import flat_fields, read_submission, report_arguments
@@ -401,7 +401,7 @@ async def submitted_fields(request: Request) -> dict[str, str]:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "application/json":
         try:
-            return flat_fields(json.loads(await request.body()))
+            return flat_fields(json_document(await request.body()))
         except (ValueError, UnicodeDecodeError):
             raise Open311Error(400, "invalid_body", "the body is not valid JSON") from None
     if content_type not in ("application/x-www-form-urlencoded", "multipart/form-data"):
