@@ -323,7 +323,6 @@ class HttpDriver:
             raise PathEnded
         return response
 
-
     def _throttled(
         self, method: str, path: str, headers: dict[str, str], request: dict[str, Any]
     ) -> httpx.Response:
