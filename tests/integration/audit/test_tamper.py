@@ -2,7 +2,7 @@
 
 An audited history is built (cases relayed to real NATS, folded by the runner, heads signed), then
 the store's events table is edited behind the application's back: one payload changed, one event
-deleted, two events swapped. Each is reported at exactly the notification ids it touches, with the
+deleted, two events swapped, a row made undecodable, an event type rewritten, a row appended. Each is reported at exactly the notification ids it touches, with the
 chain break it causes and every signed head it contradicts. An edited `audit_log` row and a forged
 head are reported too. Proofs read from `audit_nodes` are checked with a verifier written here from
 RFC 6962 §2.1 (independent of projections/merkle.py's RFC 9162 verifiers).
@@ -39,6 +39,7 @@ from projections.audit_verify import (
     MISSING_FROM_STORE,
     ORDER_DIFFERS,
     PAYLOAD_CHANGED,
+    UNDECODABLE,
     VerifyReport,
     cli_sign,
     cli_verify,
@@ -189,6 +190,59 @@ async def test_swapped_events_are_named(audited: Audited) -> None:
     assert moved.case_id == last_of_first.aggregate_id
     assert f"#{b}" in moved.detail
     assert_heads_contradicted_after(report, audited, leaf_index(audited, last_of_first))
+
+
+async def test_inserted_event_at_the_tail_is_pending(audited: Audited) -> None:
+    """A row written in SQL after the relay's last run (a forged closure appended to a case) looks
+    exactly like a write the relay has not reached yet: verify counts it as pending, not clean.
+    Once a relay publishes it, it is part of the record; what stops such a row is that only the
+    application's database user may write the events table (docs/SECURITY.md)."""
+    closed = pick(audited, "Closed", 0)
+    forged_id = audited.envelopes[-1].notification_id + 1
+    sql(
+        audited,
+        "INSERT INTO {events} (id, originator_id, originator_version, topic, state) "
+        "SELECT :id, e.originator_id, (SELECT max(x.originator_version) + 1 FROM {events} x "
+        "WHERE x.originator_id = e.originator_id), e.topic, e.state FROM {events} e "
+        "WHERE e.id = :copied",
+        id=forged_id,
+        copied=closed.notification_id,
+    )
+
+    report = await check(audited)
+    assert report.pending == 1
+    assert report.store_events == len(audited.envelopes) + 1
+    assert not report.events
+    assert not report.heads, "signed heads cover only what came before"
+
+
+async def test_corrupted_row_is_named(audited: Audited) -> None:
+    target = pick(audited, "CaseAccepted", 0)
+    sql(
+        audited,
+        "UPDATE {events} SET state = :s WHERE id = :id",
+        s=b"\x00garbage",
+        id=target.notification_id,
+    )
+
+    report = await check(audited)
+    assert (target.notification_id, UNDECODABLE) in found(report)
+    assert_heads_contradicted_after(report, audited, leaf_index(audited, target))
+
+
+async def test_rewritten_event_type_is_named(audited: Audited) -> None:
+    """An acceptance turned into a rejection by its topic alone, payload untouched."""
+    target = pick(audited, "CaseAccepted", 0)
+    sql(
+        audited,
+        "UPDATE {events} SET topic = :topic WHERE id = :id",
+        topic=target.topic.replace("CaseAccepted", "CaseRejected"),
+        id=target.notification_id,
+    )
+
+    report = await check(audited)
+    assert (target.notification_id, PAYLOAD_CHANGED) in found(report)
+    assert_heads_contradicted_after(report, audited, leaf_index(audited, target))
 
 
 async def test_edited_audit_row_is_named(audited: Audited) -> None:
