@@ -105,6 +105,18 @@ def store_init() -> None:
     console.print(f"duty list version {version} published")
 
 
+@store_app.command("new-cipher-key")
+def store_new_cipher_key() -> None:
+    """Print a new random AES-256 key for WL_CIPHER_KEY (encrypts every event's state at rest).
+
+    Set it before the store's first event and keep it apart from the database and its backups:
+    without it the events cannot be read, and a store is either all encrypted or all clear.
+    """
+    from infra.store import new_cipher_key
+
+    typer.echo(new_cipher_key())
+
+
 @store_app.command("stats")
 def store_stats_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
@@ -732,6 +744,11 @@ def _service(clock: Clock | None = None) -> Iterator[CaseService]:
     except SQLAlchemyError as error:
         _fail(
             f"event store unavailable ({redact(get_settings().event_store_url())}): {error.args[0]}"
+        )
+    except ValueError as error:  # what the mapper raises on state it cannot decrypt or decode
+        _fail(
+            f"the stored events cannot be read ({error}): a wrong WL_CIPHER_KEY, or a store "
+            "written with a key read without one (or the other way round)"
         )
     finally:
         if service is not None:

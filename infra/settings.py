@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import binascii
+from base64 import b64decode
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: The JWT secret everyone can read in this file: accepted only with `WL_DEV_MODE=true`.
@@ -22,6 +24,11 @@ class Settings(BaseSettings):
     database_url: str = ""
     #: PostgreSQL schema for the event store tables (each test uses its own).
     database_schema: str = ""
+    #: Base64 AES key (16, 24 or 32 bytes) that encrypts every stored event's state at rest
+    #: (AES-GCM, `eventsourcing`'s AESCipher): residents' contact data is never in the database in
+    #: clear. Set it before the first event (a store is all encrypted or all clear); empty: clear.
+    #: `whistleloop store new-cipher-key` makes one. Kept out of reprs and logs.
+    cipher_key: str = Field(default="", repr=False)
     #: Aggregates kept in memory per process; 0 turns the cache off.
     aggregate_cache_size: int = 10_000
     #: Seconds SQLite waits for a lock held by another process before failing.
@@ -35,7 +42,7 @@ class Settings(BaseSettings):
     nats_replicas: int = 1
     #: Credentials of this process's service user when the server enforces accounts.
     nats_user: str = ""
-    nats_password: str = ""
+    nats_password: str = Field(default="", repr=False)
     #: The audit's Ed25519 signing key (PEM, generated on first use); empty means
     #: `<var_dir>/keys/audit-ed25519.pem`. Keep it away from the database and its backups.
     audit_key_path: str = ""
@@ -55,7 +62,7 @@ class Settings(BaseSettings):
     #: Development mode: the gateway accepts the default JWT secret (never in production).
     dev_mode: bool = False
     #: HS256 secret of the gateway's bearer tokens; outside dev mode it must be set (≥ 32 bytes).
-    jwt_secret: str = DEFAULT_JWT_SECRET
+    jwt_secret: str = Field(default=DEFAULT_JWT_SECRET, repr=False)
     #: Lifetime of `whistleloop token issue` tokens when no --ttl is given, in seconds.
     token_ttl: int = 8 * 3600
     #: Where `whistleloop gateway` listens.
@@ -75,6 +82,21 @@ class Settings(BaseSettings):
     #: Where `whistleloop dashboard` (Streamlit) listens.
     dashboard_host: str = "127.0.0.1"
     dashboard_port: int = 8501
+
+    @field_validator("cipher_key")
+    @classmethod
+    def _cipher_key_is_an_aes_key(cls, value: str) -> str:
+        if not value:
+            return value
+        try:
+            size = len(b64decode(value.encode(), validate=True))
+        except (binascii.Error, ValueError):
+            raise ValueError(
+                "WL_CIPHER_KEY must be base64 (whistleloop store new-cipher-key)"
+            ) from None
+        if size not in (16, 24, 32):
+            raise ValueError(f"WL_CIPHER_KEY must decode to 16, 24 or 32 bytes, not {size}")
+        return value
 
     def gateway_url(self) -> str:
         """The gateway's base URL as a client on this machine reaches it."""

@@ -31,7 +31,21 @@ def event_store_env(settings: Settings) -> dict[str, str]:
         env["AGGREGATE_CACHE_MAXSIZE"] = str(settings.aggregate_cache_size)
     if settings.database_schema:
         env["SQLALCHEMY_SCHEMA"] = settings.database_schema
+    if settings.cipher_key:
+        env["CIPHER_TOPIC"] = CIPHER_TOPIC
+        env["CIPHER_KEY"] = settings.cipher_key
     return env
+
+
+#: AES-GCM with a random nonce per event (pycryptodome, an `eventsourcing` dependency).
+CIPHER_TOPIC = "eventsourcing.cipher:AESCipher"
+
+
+def new_cipher_key() -> str:
+    """A fresh 256-bit key for `WL_CIPHER_KEY`."""
+    from eventsourcing.cipher import AESCipher
+
+    return AESCipher.create_key(32)
 
 
 class SqlCaseService(CaseService):
