@@ -21,6 +21,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
+from gateway.policy import without_contact
 from infra.event_codec import HEADER_NOTIFICATION
 from infra.nats.streams import DEPT_STREAM, EVENTS_STREAM
 
@@ -49,7 +50,7 @@ def case_source(case_id: UUID) -> FeedSource:
     return FeedSource("case", EVENTS_STREAM, f"wl.ev.*.{case_id}.>")
 
 
-def event_frame(msg: Msg) -> tuple[int, str] | None:
+def event_frame(msg: Msg, redact_contact: bool = False) -> tuple[int, str] | None:
     """The frame of one stream message and its stream sequence; None for a body that is not JSON
     (garbage an operator skipped in the projections must not break every client's feed)."""
     seq = msg.metadata.sequence.stream
@@ -58,6 +59,8 @@ def event_frame(msg: Msg) -> tuple[int, str] | None:
     except ValueError:
         log.warning("not forwarding an undecodable message", extra={"stream_seq": seq})
         return None
+    if redact_contact:
+        event = without_contact(event)
     notification = (msg.headers or {}).get(HEADER_NOTIFICATION)
     frame: dict[str, Any] = {
         "type": "event",
@@ -78,10 +81,17 @@ class Feed:
     heartbeat carries it, so even a client that saw no event holds a valid resume token."""
 
     def __init__(
-        self, js: JetStreamContext, source: FeedSource, *, since: int | None, queue_size: int
+        self,
+        js: JetStreamContext,
+        source: FeedSource,
+        *,
+        since: int | None,
+        queue_size: int,
+        redact_contact: bool = False,
     ) -> None:
         self.js = js
         self.source = source
+        self.redact_contact = redact_contact
         self.since = since
         self.seq = since or 0
         self.dropped = asyncio.Event()
@@ -129,7 +139,7 @@ class Feed:
     async def _on_message(self, msg: Msg) -> None:
         if self.dropped.is_set():
             return
-        frame = event_frame(msg)
+        frame = event_frame(msg, self.redact_contact)
         if frame is None or frame[0] <= self._queued_seq:
             return
         try:

@@ -10,7 +10,7 @@ reported. Commands meet a third check in the aggregate (e.g. only the lead repor
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from gateway.auth import Principal, Role
 
@@ -94,3 +94,30 @@ def sees_case(principal: Principal, case: Mapping[str, Any]) -> bool:
                 reporter.get("role") == "resident" and reporter.get("id") == principal.subject
             )
     return False
+
+
+T = TypeVar("T")
+
+#: The key a resident's contact details travel under, in events and in a case's state.
+CONTACT = "contact"
+
+
+def sees_contact(principal: Principal) -> bool:
+    """Who may read a resident's contact details: every role that acts on a case or audits it
+    (the street and department call the resident back, the resident sees their own). The viewer
+    (the dashboard, wall screens) never needs them."""
+    return principal.role is not Role.VIEWER
+
+
+def without_contact(value: Any) -> Any:
+    """`value` with every `contact` member, at any depth, replaced by None (a copy)."""
+    if isinstance(value, dict):
+        return {k: None if k == CONTACT else without_contact(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [without_contact(item) for item in value]
+    return value
+
+
+def for_principal(principal: Principal, value: T) -> T:
+    """What of a case's data this principal may read: all, or all but contact details."""
+    return value if sees_contact(principal) else cast(T, without_contact(value))

@@ -19,7 +19,7 @@ from domain.service import CaseService
 from gateway import problems
 from gateway.auth import Principal, Role
 from gateway.deps import ResourcesDep, ServiceDep, SettingsDep, ViewsDep, allow
-from gateway.policy import allowed, sees_case
+from gateway.policy import allowed, for_principal, sees_case
 from gateway.problems import forbidden
 from gateway.schemas.queries import (
     CaseAsOfPublic,
@@ -162,7 +162,8 @@ def get_case(
     if moment is None:
         return case_detail(views, str(case_id))
     state = service.case(case_id, as_of=moment)
-    return {"as_of": iso_utc(moment), "version": state["version"], "case": json_ready(state)}
+    case = for_principal(principal, json_ready(state))
+    return {"as_of": iso_utc(moment), "version": state["version"], "case": case}
 
 
 @router.get(
@@ -179,7 +180,7 @@ def get_case_history(
     views: ViewsDep,
 ) -> list[Json]:
     visible_case(service, principal, case_id)
-    return case_history(views, str(case_id))
+    return for_principal(principal, case_history(views, str(case_id)))
 
 
 @router.get(

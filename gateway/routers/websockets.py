@@ -28,7 +28,7 @@ from gateway.feeds import (
     command_centre_source,
     department_source,
 )
-from gateway.policy import allowed, sees_case, sees_department
+from gateway.policy import allowed, sees_case, sees_contact, sees_department
 from gateway.resources import Resources
 
 log = logging.getLogger(__name__)
@@ -128,7 +128,13 @@ async def serve_feed(websocket: WebSocket, endpoint: str, source_for: SourceFor)
     await _stream(
         websocket,
         resources,
-        Feed(resources.js, source, since=since, queue_size=resources.settings.ws_queue),
+        Feed(
+            resources.js,
+            source,
+            since=since,
+            queue_size=resources.settings.ws_queue,
+            redact_contact=not sees_contact(principal),
+        ),
     )
 
 
