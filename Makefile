@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench venv clean
+.PHONY: demo test lint bench chaos venv clean
 
 venv: $(STAMP)
 
@@ -31,6 +31,10 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/whistleloop bench $(BENCH_ARGS)
+
+# The long chaos run of docs/RELIABILITY.md (make test runs a six-kill one).
+chaos: $(STAMP)
+	$(BIN)/whistleloop chaos --kills 50 --seconds 900 $(CHAOS_ARGS)
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -160,6 +160,8 @@ def child_env(settings: Settings) -> dict[str, str]:
         "WL_GATEWAY_HOST": settings.gateway_host,
         "WL_GATEWAY_PORT": str(settings.gateway_port),
         "WL_GATEWAY_WRITE_RATE": "0",  # throughput is measured, not the per-caller limit
+        "WL_AUDIT_HEAD_EVERY": str(settings.audit_head_every),
+        "WL_AUDIT_HEAD_INTERVAL": f"{settings.audit_head_interval:g}",
     }
 
 
@@ -194,6 +196,13 @@ class Children:
                 cwd=self.log_dir,  # no stray .env or ./var of the caller's
                 start_new_session=True,
             )
+
+    def kill(self, name: str) -> None:
+        """SIGKILL, as a crash: no clean-up of any kind; reaped at once."""
+        process = self.running.pop(name)
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+        process.wait()
 
     def check(self, name: str) -> None:
         """Fails the run, with the end of its log, when the child has exited."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
-from typing import Any
 from uuid import UUID
 
 import pytest
@@ -23,6 +22,7 @@ from infra.signing import load_or_create_signer
 from projections.audit import Audit
 from projections.base import Projection
 from projections.case_board import CaseBoard
+from projections.compare import table_dump
 from projections.control import reset_projection
 from projections.deadlines import Deadlines
 from projections.dept_performance import DAILY_KEYS, DeptPerformance, perf_by, perf_daily
@@ -41,27 +41,6 @@ def every_projection(tmp_path: Path) -> list[Projection]:
     """Every projection with tables (dept_feeds has none)."""
     audit = Audit(load_or_create_signer(tmp_path / "audit.pem"), head_every=50)
     return [CaseBoard(), DeptPerformance(), Linkage(), Deadlines(), audit]
-
-
-#: What depends on when heads were signed (wall time, batch boundaries), not on the events alone;
-#: signed heads are checked against the tree in tests/integration/audit/.
-WALL_CLOCK = {"audit_state": {"last_head_at", "last_head_size"}}
-SKIPPED_TABLES = {"audit_heads"}
-
-
-def dump(engine: Engine, projections: list[Projection]) -> dict[str, list[tuple[Any, ...]]]:
-    """Every row of every table (wall-clock columns left out), in primary-key order."""
-    found = {}
-    with engine.connect() as conn:
-        for projection in projections:
-            for table in projection.tables:
-                if table.name in SKIPPED_TABLES:
-                    continue
-                columns = [c for c in table.columns if c.name not in WALL_CLOCK.get(table.name, ())]
-                order = list(table.primary_key.columns) or columns
-                rows = conn.execute(select(*columns).order_by(*order)).all()
-                found[table.name] = [tuple(row) for row in rows]
-    return found
 
 
 async def catch_up(
@@ -87,15 +66,15 @@ async def test_incremental_projection_equals_a_full_rebuild(
         published = await relay.publish_new(js)
         last = published[-1].notification_id if published else last
         await catch_up(nc, views_engine, projections, last, rng.choice((1, 4, 17, 60)))
-    incremental = dump(views_engine, projections)
+    incremental = table_dump(views_engine, projections)
     assert sum(len(rows) for rows in incremental.values()) > 0
 
     for projection in projections:
         reset_projection(views_engine, projection)
-    assert all(not rows for rows in dump(views_engine, projections).values())
+    assert all(not rows for rows in table_dump(views_engine, projections).values())
     await catch_up(nc, views_engine, projections, last, 500)
 
-    rebuilt = dump(views_engine, projections)
+    rebuilt = table_dump(views_engine, projections)
     for table, rows in incremental.items():
         assert rebuilt[table] == rows, f"{table} differs after a rebuild"
     assert_narrow_rollups_sum_the_daily_rows(views_engine)

@@ -28,13 +28,13 @@ from infra.nats.streams import ensure_streams
 from infra.settings import Settings
 from projections import registry
 from projections.cli import rebuild
+from projections.compare import table_dump
 from projections.control import reset_projection
 from projections.rebuild import NOT_REBUILDABLE
 from projections.views_db import projection_skips, projection_tracking
 from tests.e2e.test_read_side_cli import start, stop
 from tests.integration.projections.fuzz import fuzz
 from tests.integration.projections.support import RelayLike, position
-from tests.integration.projections.test_incremental_equals_rebuild import dump
 
 SKIPPED_SEQ = 7  # an operator's earlier `projections skip case_board 7`
 
@@ -61,7 +61,7 @@ def test_parallel_rebuild_equals_a_sequential_one(
 
     output = io.StringIO()
     assert rebuild(settings, [], False, Console(file=output), jobs=1) == 0, output.getvalue()
-    sequential = dump(views_engine, projections), positions(views_engine)
+    sequential = table_dump(views_engine, projections), positions(views_engine)
     assert sum(len(rows) for rows in sequential[0].values()) > 0
 
     for projection in projections:  # what the parallel rebuild finds must not survive it
@@ -70,7 +70,7 @@ def test_parallel_rebuild_equals_a_sequential_one(
     assert rebuild(settings, [], False, Console(file=output), jobs=3) == 0, output.getvalue()
     for name in names:
         assert name in output.getvalue()
-    assert (dump(views_engine, projections), positions(views_engine)) == sequential
+    assert (table_dump(views_engine, projections), positions(views_engine)) == sequential
     with views_engine.connect() as conn:
         assert conn.execute(select(projection_skips.c.stream_seq)).scalars().all() == [SKIPPED_SEQ]
     assert not list(Path(settings.var_dir).glob("*.rebuild-*")), "side files left behind"
@@ -88,7 +88,7 @@ def test_a_failed_child_does_not_stop_the_others(
     asyncio.run(publish_history(event_store, nats_server.url))
     others = registry.select(["case_board", "dept_performance", "deadlines", "audit"], settings)
     assert rebuild(settings, [p.name for p in others], False, Console(file=io.StringIO())) == 0
-    sequential = dump(views_engine, others)
+    sequential = table_dump(views_engine, others)
     for projection in others:
         reset_projection(views_engine, projection)
 
@@ -110,7 +110,7 @@ def test_a_failed_child_does_not_stop_the_others(
     finally:
         stop(live)
     assert "linkage is being projected" in output.getvalue()
-    assert dump(views_engine, others) == sequential
+    assert table_dump(views_engine, others) == sequential
 
 
 def wait_for(check: Callable[[], bool], timeout: float = 60) -> None:
