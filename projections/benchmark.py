@@ -28,7 +28,7 @@ from sqlalchemy import Connection, Engine, Table, select
 from infra.benchmarks.corpus import Corpus, corpus
 from infra.benchmarks.memory import peak_rss_kib
 from infra.benchmarks.relay import fill_stream
-from infra.benchmarks.report import Limit, Result, Section, print_section
+from infra.benchmarks.report import Limit, Result, Section, against_raw, print_section
 from infra.benchmarks.store import backends
 from infra.event_codec import EventEnvelope
 from infra.nats.connection import connect
@@ -84,18 +84,8 @@ def runner_section(events: int, postgres_url: str = "") -> Section:
 
 
 def _runner_results(backend: str, total: int, raw: float, applied: float) -> list[Result]:
-    return [
-        Result(backend, RAW, total, raw, RAW, raw),
-        Result(
-            backend,
-            "runner, no-op projection (decode, check, tracking row, ack)",
-            total,
-            applied,
-            RAW,
-            raw,
-            TARGET_RATIO,
-        ),
-    ]
+    measured = {"runner, no-op projection (decode, check, tracking row, ack)": applied}
+    return against_raw(backend, RAW, total, raw, measured, TARGET_RATIO)
 
 
 async def _raw_fetch_ack(url: str, total: int) -> float:
@@ -217,11 +207,8 @@ def _measure_projections(
         latencies = QueryWorkload(engine, built, random.Random(seed)).measure(calls)
     finally:
         engine.dispose()
-    results = [Result(label, RAW, total, raw, RAW, raw)]
-    results += [
-        Result(label, f"rebuild {name} from the stream", total, rate, RAW, raw, REBUILD_TARGET)
-        for name, (rate, _) in rebuilt.items()
-    ]
+    measured = {f"rebuild {name} from the stream": rate for name, (rate, _) in rebuilt.items()}
+    results = against_raw(label, RAW, total, raw, measured, REBUILD_TARGET)
     limits = [
         Limit(
             label,

@@ -47,6 +47,15 @@ class Result:
         return "met" if self.ratio >= self.target else "missed"
 
 
+def against_raw(
+    backend: str, raw_name: str, ops: int, raw: float, measured: dict[str, float], target: float
+) -> list[Result]:
+    """The raw limit's own row, then each measure (name → ops/s) held against it."""
+    return [Result(backend, raw_name, ops, raw, raw_name, raw)] + [
+        Result(backend, name, ops, rate, raw_name, raw, target) for name, rate in measured.items()
+    ]
+
+
 @dataclass(frozen=True)
 class Limit:
     """A figure held against a fixed ceiling rather than a raw rate: a query latency, a memory peak.
