@@ -139,13 +139,12 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
-        if error.status_code == 400:  # FastAPI could not parse the body (e.g. JSON nested too deep)
+        if error.status_code == 400:  # FastAPI could not even parse the body
             return problem_response(
-                422,
-                "invalid_request",
-                "the request body could not be parsed",
+                400,
+                "invalid_body",
+                "the request body could not be parsed (not UTF-8, or JSON nested too deeply)",
                 instance=request.url.path,
-                errors=[],
             )
         code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
         return problem_response(

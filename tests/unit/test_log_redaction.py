@@ -16,6 +16,14 @@ TOKEN = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl"
 
 @pytest.fixture
 def logged(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
+    """Logging as `whistleloop gateway` has it: ours on the root, uvicorn's loggers propagating to
+    it (`log_config=None`), whatever an in-process uvicorn of an earlier test configured."""
+    for name in ("uvicorn", "uvicorn.access", "uvicorn.error"):
+        logger = logging.getLogger(name)
+        monkeypatch.setattr(logger, "handlers", [])
+        monkeypatch.setattr(logger, "propagate", True)
+        monkeypatch.setattr(logger, "disabled", False)
+        monkeypatch.setattr(logger, "level", logging.NOTSET)
     out = io.StringIO()
     monkeypatch.setattr("sys.stderr", out)
     configure_logging("INFO")

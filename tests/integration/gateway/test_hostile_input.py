@@ -25,6 +25,8 @@ LAUGHS = b"""<?xml version="1.0"?>
 <service_request><description>&lol4;</description></service_request>"""
 JSON = "application/json"
 INVALID = "invalid_request"
+#: A body FastAPI cannot parse at all is a 400 (tests/integration/gateway/test_openapi_fuzz.py).
+UNPARSEABLE = "invalid_body"
 
 
 def report_with(**fields: object) -> bytes:
@@ -32,10 +34,10 @@ def report_with(**fields: object) -> bytes:
 
 
 API_BODIES = {
-    "deep-array": (DEEP_ARRAY, JSON, INVALID),
-    "deep-object": (DEEP_OBJECT, JSON, INVALID),
+    "deep-array": (DEEP_ARRAY, JSON, UNPARSEABLE),
+    "deep-object": (DEEP_OBJECT, JSON, UNPARSEABLE),
     "billion-laughs": (LAUGHS, "application/xml", INVALID),
-    "invalid-utf8": (report_with(title="x").replace(b'"x"', b'"\xff\xfe"'), JSON, INVALID),
+    "invalid-utf8": (report_with(title="x").replace(b'"x"', b'"\xff\xfe"'), JSON, UNPARSEABLE),
     "lone-surrogate": (report_with(title="x").replace(b'"x"', b'"\\ud800"'), JSON, INVALID),
     "wrong-type": (report_with(title=5), JSON, INVALID),
     "unknown-enum": (report_with(source="carrier_pigeon"), JSON, "invalid_source"),
@@ -48,11 +50,12 @@ async def test_api_refuses_and_stores_nothing(gateway: Gateway) -> None:
     street = gw.auth("street", street="jianwai")
     before = last_event(gw)
     for name, (body, content_type, code) in API_BODIES.items():
+        status = 400 if code == UNPARSEABLE else 422
         for extra in ({}, {"Idempotency-Key": f"hostile-{name}"}):
             headers = street | {"Content-Type": content_type} | extra
             response = await gw.client.post(CASES, content=body, headers=headers)
-            assert response.status_code == 422, f"{name} {extra}: {response.text[:300]}"
-            assert_problem(response, 422, code)
+            assert response.status_code == status, f"{name} {extra}: {response.text[:300]}"
+            assert_problem(response, status, code)
     assert last_event(gw) == before
 
 
