@@ -120,7 +120,7 @@ def rebuild(
         with _progress_bar(console) as progress:
             if jobs > 1 and len(projections) > 1:
                 summaries = rebuild_parallel(
-                    settings, [p.name for p in projections], from_store, jobs, rebuild_one, progress
+                    settings, projections, from_store, jobs, rebuild_one, progress
                 )
             else:
                 summaries = asyncio.run(_rebuild_all(settings, projections, from_store, progress))

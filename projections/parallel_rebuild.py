@@ -19,11 +19,11 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, delete, insert, select
+from sqlalchemy import Connection, Engine, Table, delete, insert, select
 from sqlalchemy.engine import make_url
 
 from infra.settings import Settings
-from projections import registry
+from projections.base import Projection
 from projections.rebuild import RebuildSummary
 from projections.views_db import (
     create_views_tables,
@@ -44,17 +44,19 @@ _progress_queue: Any = None
 
 def rebuild_parallel(
     settings: Settings,
-    names: Sequence[str],
+    projections: Sequence[Projection],
     from_store: bool,
     jobs: int,
     rebuild_one: RebuildOne,
     progress: Progress,
 ) -> list[RebuildSummary]:
-    """Rebuilds `names` in up to `jobs` child processes; the summaries in the order of `names`.
+    """Rebuilds `projections` in up to `jobs` child processes (each builds its own by name); the
+    summaries in their order.
 
     A failed child does not stop the others: the rest are finished (and on SQLite copied in), then
     the first failure is raised; a failed projection keeps its old tables and its side file.
     """
+    names = [projection.name for projection in projections]
     engine = open_views_engine(settings)
     try:
         create_views_tables(engine)
@@ -63,9 +65,9 @@ def rebuild_parallel(
             _prepare_side(engine, side, name)
         child_settings = {n: _with_views(settings, sides.get(n)) for n in names}
         futures = _run_children(child_settings, from_store, jobs, rebuild_one, progress)
-        for name, future in zip(names, futures, strict=True):
-            if name in sides and future.exception() is None:
-                _swap_in(engine, sides[name], name, settings)
+        for projection, future in zip(projections, futures, strict=True):
+            if projection.name in sides and future.exception() is None:
+                _swap_in(engine, sides[projection.name], projection)
         return [future.result() for future in futures]  # the first failure, once all are in
     finally:
         engine.dispose()
@@ -139,8 +141,7 @@ def _with_views(settings: Settings, side: Path | None) -> Settings:
 
 def _prepare_side(engine: Engine, side: Path, name: str) -> None:
     """A fresh side file with the views tables and the operator's recorded skips for `name`."""
-    for path in (side, side.with_name(side.name + "-wal"), side.with_name(side.name + "-shm")):
-        path.unlink(missing_ok=True)
+    _remove(side)
     side_engine = open_views_engine(Settings(views_database_url=f"sqlite:///{side}"))
     try:
         create_views_tables(side_engine)
@@ -155,27 +156,39 @@ def _prepare_side(engine: Engine, side: Path, name: str) -> None:
         side_engine.dispose()
 
 
-def _swap_in(engine: Engine, side: Path, name: str, settings: Settings) -> None:
+def _swap_in(engine: Engine, side: Path, projection: Projection) -> None:
     """Replaces the projection's tables, tracking and status rows with the side file's, at once."""
-    projection = registry.select([name], settings)[0]
-    bookkeeping = (projection_tracking, projection_status)
     with writing(engine), engine.connect() as conn:
         conn.exec_driver_sql("ATTACH DATABASE ? AS side", (str(side),))
         conn.commit()  # ATTACH is no write: ends SQLAlchemy's autobegun transaction only
         try:
             with conn.begin():
-                for table in (*projection.tables, *bookkeeping):
-                    keep = table.c.name == name if table in bookkeeping else None
-                    conn.execute(delete(table).where(keep) if keep is not None else delete(table))
-                    columns = ", ".join(f'"{c.name}"' for c in table.columns)
-                    where = " WHERE name = ?" if keep is not None else ""
-                    conn.exec_driver_sql(
-                        f'INSERT INTO main."{table.name}" ({columns}) '
-                        f'SELECT {columns} FROM side."{table.name}"{where}',
-                        (name,) if keep is not None else (),
-                    )
+                for table in projection.tables:
+                    _copy(conn, table)
+                for table in (projection_tracking, projection_status):
+                    _copy(conn, table, projection.name)
         finally:
             conn.exec_driver_sql("DETACH DATABASE side")
             conn.commit()
+    _remove(side)
+
+
+def _copy(conn: Connection, table: Table, name: str | None = None) -> None:
+    """The side file's rows of `table` (only `name`'s, for the per-projection bookkeeping) in
+    place of the views database's."""
+    columns = ", ".join(f'"{c.name}"' for c in table.columns)
+    select_side = f'SELECT {columns} FROM side."{table.name}"'
+    if name is None:
+        conn.execute(delete(table))
+        conn.exec_driver_sql(f'INSERT INTO main."{table.name}" ({columns}) {select_side}')
+        return
+    conn.execute(delete(table).where(table.c.name == name))
+    conn.exec_driver_sql(
+        f'INSERT INTO main."{table.name}" ({columns}) {select_side} WHERE name = ?', (name,)
+    )
+
+
+def _remove(side: Path) -> None:
+    """The side file and SQLite's WAL and shared-memory files beside it."""
     for path in (side, side.with_name(side.name + "-wal"), side.with_name(side.name + "-shm")):
         path.unlink(missing_ok=True)
