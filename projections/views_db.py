@@ -12,6 +12,7 @@ import contextlib
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from sqlalchemy import (
     event,
 )
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, ProgrammingError
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
 from infra.settings import Settings
 
@@ -112,15 +113,12 @@ def _use_wal(cursor: Any) -> None:
     """WAL is a property of the file, set once. Switching to it takes a lock SQLite does not wait
     for (no busy handler), so a process connecting while another creates the tables of a fresh
     database retries rather than fail with "database is locked"."""
-    for attempt in range(1, CREATE_ATTEMPTS + 1):
-        try:
-            if cursor.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-                cursor.execute("PRAGMA journal_mode=WAL")
-            return
-        except sqlite3.OperationalError as error:
-            if attempt == CREATE_ATTEMPTS or "locked" not in str(error):
-                raise
-            time.sleep(0.05 * attempt)
+
+    def switch() -> None:
+        if cursor.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            cursor.execute("PRAGMA journal_mode=WAL")
+
+    _retried(switch, lambda e: isinstance(e, sqlite3.OperationalError) and "locked" in str(e))
 
 
 def writing(engine: Engine) -> AbstractContextManager[object]:
@@ -150,20 +148,28 @@ def create_views_tables(engine: Engine) -> None:
     second CREATE fails ("already exists" on SQLite, a duplicate type on PostgreSQL). The loser
     tries again, and then finds what the winner made.
     """
+    _retried(lambda: metadata.create_all(engine, checkfirst=True), _created_meanwhile)
+
+
+#: Tries of an operation that races other processes on a fresh views database.
+CREATE_ATTEMPTS = 5
+
+
+def _retried(operation: Callable[[], object], retryable: Callable[[Exception], bool]) -> None:
+    """Runs `operation`, again after 50 ms, 100 ms… while it fails as `retryable` says a race
+    does, up to CREATE_ATTEMPTS tries; any other failure, or the last, is raised."""
     for attempt in range(1, CREATE_ATTEMPTS + 1):
         try:
-            metadata.create_all(engine, checkfirst=True)
+            operation()
             return
-        except (OperationalError, ProgrammingError, IntegrityError) as error:
-            if attempt == CREATE_ATTEMPTS or not _created_meanwhile(error):
+        except Exception as error:
+            if attempt == CREATE_ATTEMPTS or not retryable(error):
                 raise
             time.sleep(0.05 * attempt)
 
 
-#: Tries of `create_views_tables` against concurrent creators.
-CREATE_ATTEMPTS = 5
-
-
-def _created_meanwhile(error: DBAPIError) -> bool:
+def _created_meanwhile(error: Exception) -> bool:
+    if not isinstance(error, (OperationalError, ProgrammingError, IntegrityError)):
+        return False
     text = str(error.orig).lower()
     return "already exists" in text or "duplicate key" in text
