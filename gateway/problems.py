@@ -139,14 +139,10 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
-        if error.status_code == 400:  # FastAPI could not even parse the body
-            return problem_response(
-                400,
-                "invalid_body",
-                "the request body could not be parsed (not UTF-8, or JSON nested too deeply)",
-                instance=request.url.path,
-            )
-        code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
+        # FastAPI raises a bare 400 only when it cannot parse a body at all (not UTF-8, JSON
+        # nested too deep): every other refusal of ours has its own code.
+        codes = {400: "invalid_body", 404: "not_found", 405: "method_not_allowed"}
+        code = codes.get(error.status_code, "http_error")
         return problem_response(
             error.status_code, code, str(error.detail), instance=request.url.path
         )
