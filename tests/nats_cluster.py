@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from infra.nats.connection import connect
-from infra.nats.server import ClusterSpec, NatsServer, free_port
+from infra.nats.server import NatsServer, cluster_nodes, cluster_url, free_port
 
 
 @dataclass
@@ -16,22 +16,16 @@ class NatsCluster:
 
     @classmethod
     def start(cls, base: Path, size: int = 3) -> NatsCluster:
-        route_ports = [free_port() for _ in range(size)]
-        nodes = [
-            NatsServer(
-                base / f"n{i}",
-                name=f"n{i}",
-                cluster=ClusterSpec("wl-test", route_ports[i], route_ports),
-            )
-            for i in range(size)
-        ]
+        """Nodes as `nats-config --cluster` lays them out, on free ports."""
+        ports = [free_port() for _ in range(2 * size)]
+        nodes = cluster_nodes(base, ports[:size], ports[size:], cluster_name="wl-test")
         for node in nodes:
             node.start()
         return cls(nodes)
 
     @property
     def url(self) -> str:
-        return ",".join(node.url for node in self.nodes)
+        return cluster_url(self.nodes)
 
     def node(self, name: str) -> NatsServer:
         return next(node for node in self.nodes if node.name == name)
