@@ -45,7 +45,7 @@ from infra.settings import Settings
 from infra.store import notifications_after, open_service
 from projections import registry
 from projections.audit_verify import cli_verify
-from projections.benchmark import rebuild_in_child
+from projections.benchmark import REBUILD_JOBS, rebuild_in_child
 from projections.compare import differences, table_dump
 from projections.control import status_rows
 from projections.rebuild import NOT_REBUILDABLE
@@ -198,7 +198,7 @@ class Watcher:
     async def _watch(self) -> None:
         protocols = [Subprotocol("bearer"), Subprotocol(self.token)]
         while not self.stop.is_set():
-            with contextlib.suppress(OSError, Exception):
+            with contextlib.suppress(Exception):  # a dropped or refused connection: resume
                 async with connect(f"{self.url}?since={self.last}", subprotocols=protocols) as ws:
                     while not self.stop.is_set():
                         with contextlib.suppress(TimeoutError):
@@ -383,7 +383,7 @@ async def _published_ids(settings: Settings) -> list[int]:
 
 def _views_equal_rebuild(settings: Settings, work: Path) -> str:
     rebuilt = settings.model_copy(update={"views_database_url": f"sqlite:///{work / 'rebuilt.db'}"})
-    if rebuild_in_child(rebuilt, len(TARGETS)) != 0:
+    if rebuild_in_child(rebuilt, REBUILD_JOBS) != 0:
         return "the clean rebuild failed"
     names = [n for n in registry.registered(settings) if n not in NOT_REBUILDABLE]
     projections = registry.select(names, settings)
