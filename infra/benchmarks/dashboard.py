@@ -138,48 +138,51 @@ def dashboard_section(
     return section
 
 
-def _on_sqlite_views(
-    built: Corpus, wiring: Wiring, renders: int
-) -> tuple[dict[str, list[float]], dict[str, str]]:
-    server = built.nats_server().start()
-    try:
-        views = cached_views(built, wiring, server.url)
-        store = Settings(
-            var_dir=views,
-            database_url=built.store_settings.event_store_url(),
-            nats_url=server.url,
-        )
-        with (
-            tempfile.TemporaryDirectory(prefix="wl-bench-dashboard-") as tmp,
-            wiring.serve(store, Path(tmp)) as settings,
-        ):
-            return _measure(settings, wiring, renders)
-    finally:
-        server.stop()
+#: Views for a run: given the corpus's NATS URL and a scratch folder, the settings of a views
+#: database (and audit key) holding the corpus's read models.
+Views = Callable[[str, Path], Settings]
 
 
-def _on_postgres_views(
-    built: Corpus, wiring: Wiring, renders: int, pg: Settings
+def _rendered(
+    built: Corpus, wiring: Wiring, renders: int, views: Views
 ) -> tuple[dict[str, list[float]], dict[str, str]]:
-    """The corpus's views rebuilt into a fresh PostgreSQL schema (not kept: they are cheap at this
-    size), served by a gateway on the corpus's SQLite event store."""
+    """The renders against a gateway on the corpus's SQLite event store and the views given."""
     server = built.nats_server().start()
     try:
-        with tempfile.TemporaryDirectory(prefix="wl-bench-dashboard-pg-") as tmp:
-            views = Settings(
-                var_dir=Path(tmp) / "views",
-                views_database_url=pg.views_database_url,
-                nats_url=server.url,
-            )
-            if wiring.build_views(views) != 0:
-                raise RuntimeError(f"building the PostgreSQL views of {built.path} failed")
-            store = views.model_copy(
+        with tempfile.TemporaryDirectory(prefix="wl-bench-dashboard-") as tmp:
+            store = views(server.url, Path(tmp)).model_copy(
                 update={"database_url": built.store_settings.event_store_url()}
             )
             with wiring.serve(store, Path(tmp) / "gateway") as settings:
                 return _measure(settings, wiring, renders)
     finally:
         server.stop()
+
+
+def _on_sqlite_views(
+    built: Corpus, wiring: Wiring, renders: int
+) -> tuple[dict[str, list[float]], dict[str, str]]:
+    def views(nats_url: str, _scratch: Path) -> Settings:
+        return Settings(var_dir=cached_views(built, wiring, nats_url), nats_url=nats_url)
+
+    return _rendered(built, wiring, renders, views)
+
+
+def _on_postgres_views(
+    built: Corpus, wiring: Wiring, renders: int, pg: Settings
+) -> tuple[dict[str, list[float]], dict[str, str]]:
+    """The corpus's views rebuilt into a fresh PostgreSQL schema (not kept: they are cheap at this
+    size)."""
+
+    def views(nats_url: str, scratch: Path) -> Settings:
+        built_views = Settings(
+            var_dir=scratch / "views", views_database_url=pg.views_database_url, nats_url=nats_url
+        )
+        if wiring.build_views(built_views) != 0:
+            raise RuntimeError(f"building the PostgreSQL views of {built.path} failed")
+        return built_views
+
+    return _rendered(built, wiring, renders, views)
 
 
 def _chosen(backend: str, chosen: dict[str, str]) -> str:
