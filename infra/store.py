@@ -135,21 +135,30 @@ class StoreStats:
     by_topic: dict[str, int]
 
 
+#: A case's first event: one per case in the store.
+CASE_REPORTED_TOPIC = "whistleloop.case.CaseReported"
+
+
 def store_stats(service: CaseService, settings: Settings) -> StoreStats:
     table = events_table(service)
     with engine_of(service).connect() as conn:
         rows = conn.execute(text(f"SELECT topic, count(*) FROM {table} GROUP BY topic")).all()
-        cases = conn.execute(
-            text(f"SELECT count(*) FROM {table} WHERE topic = 'whistleloop.case.CaseReported'")
-        ).scalar_one()
     by_topic = {str(topic): int(n) for topic, n in sorted(rows)}
     return StoreStats(
         url=redact(settings.event_store_url()),
         events=sum(by_topic.values()),
-        cases=int(cases),
+        cases=by_topic.get(CASE_REPORTED_TOPIC, 0),
         last_notification_id=service.recorder.max_notification_id() or 0,
         by_topic=by_topic,
     )
+
+
+def has_cases(service: CaseService) -> bool:
+    """Whether any case was ever reported: stops at the first report instead of counting them."""
+    c = _events_columns(service)
+    query = select(literal(1)).where(c.topic == CASE_REPORTED_TOPIC).limit(1)
+    with engine_of(service).connect() as conn:
+        return conn.execute(query).first() is not None
 
 
 def redact(url: str) -> str:

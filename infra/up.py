@@ -35,7 +35,7 @@ from infra.nats.streams import ensure_streams
 from infra.relay import Nudger
 from infra.render import EVENT_LABELS, china_time
 from infra.settings import Settings
-from infra.store import open_service, redact, store_stats
+from infra.store import has_cases, open_service, redact
 from infra.supervisor import Child, Supervisor
 
 
@@ -110,7 +110,7 @@ def _backfill_once(
     settings: Settings, service: CaseService, simulated: Simulated, console: Console
 ) -> None:
     """History for a fresh store only: started again, `up` keeps what it has and adds live traffic."""
-    if store_stats(service, settings).cases:
+    if has_cases(service):
         console.print("store already holds cases: no backfill")
         return
     done = backfill_with_progress(settings, simulated.seed, simulated.backfill_days, console)

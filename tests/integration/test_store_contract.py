@@ -12,7 +12,7 @@ from domain.case_rules import Status
 from domain.clock import ManualClock
 from domain.service import CaseService
 from infra.settings import Settings
-from infra.store import open_service, store_stats
+from infra.store import has_cases, open_service, store_stats
 from tests.integration.builders import (
     CASE_EVENTS,
     case_events,
@@ -182,3 +182,11 @@ def test_store_stats_count_events_by_topic(
     assert (stats.events, stats.cases) == (12, 3)
     assert stats.last_notification_id == service.recorder.max_notification_id()
     assert stats.url.split(":", 1)[0] == store_settings.event_store_url().split(":", 1)[0]
+
+
+def test_has_cases_once_a_case_is_reported(service: CaseService, actors: dict[str, Actor]) -> None:
+    """What `up --simulate` asks before it backfills: the duty list alone is no case."""
+    assert service.recorder.max_notification_id()  # the duty list is there
+    assert not has_cases(service)
+    report_case(service, actors)
+    assert has_cases(service)
