@@ -69,6 +69,10 @@ class Step:
     body: dict[str, Any]
     event: str  # the event type it appends
 
+    def path(self, case_id: str) -> str:
+        """Where the step is POSTed (the report creates the case, so it needs no id)."""
+        return f"{CASES}/{case_id}/{self.action}" if self.action else CASES
+
 
 REPORT = Step(
     "",
@@ -325,7 +329,7 @@ class Driver:
         return case_id
 
     async def _post(self, step: Step, case_id: str) -> str:
-        path = f"{CASES}/{case_id}/{step.action}" if step.action else CASES
+        path = step.path(case_id)
         headers = self.headers[step.who]
         if self.idempotent:
             headers = headers | {"Idempotency-Key": secrets.token_hex(16)}

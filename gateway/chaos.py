@@ -37,7 +37,7 @@ from websockets.asyncio.client import connect
 from websockets.typing import Subprotocol
 
 from gateway.auth import Role, issue_token
-from gateway.benchmark import CASES, LOOP, Children, Step, base_url, tokens, wait_ready
+from gateway.benchmark import LOOP, Children, Step, base_url, tokens, wait_ready
 from infra.nats.connection import connect as nats_connect
 from infra.nats.server import NatsServer, free_port
 from infra.nats.streams import EVENTS_STREAM
@@ -141,7 +141,7 @@ class Load:
         flight, or a refusal after a resend, means an earlier attempt may have gone through with
         its answer lost: the case's path ends there, as a user would look before going on. Any
         other refusal is a failure of the run."""
-        path = f"{CASES}/{case_id}/{step.action}" if step.action else CASES
+        path = step.path(case_id)
         headers = self.headers[step.who] | {"Idempotency-Key": uuid.uuid4().hex}
         resent = False
         while not self.stop.is_set():
