@@ -13,14 +13,7 @@ import nats.errors
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-)
+from rich.progress import TaskID
 from rich.table import Table
 
 from domain.reference import load_reference
@@ -29,6 +22,7 @@ from infra.nats.connection import connect_once, connect_service
 from infra.nats.streams import DEPT_STREAM, EVENTS_STREAM, ensure_streams
 from infra.settings import Settings
 from infra.store import open_service
+from infra.terminal import counted_progress
 from projections import registry
 from projections.audit import Audit, sign_while_idle
 from projections.base import Projection
@@ -149,13 +143,7 @@ def rebuild(
 @contextlib.contextmanager
 def _progress_bar(console: Console) -> Iterator[ParallelProgress]:
     """One bar per projection, fed by name (from this process or from the children's queue)."""
-    with Progress(
-        TextColumn("{task.description:<18}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=console,
-    ) as bar:
+    with counted_progress(console, 18) as bar:
         tasks: dict[str, TaskID] = {}
 
         def progress(name: str, done: int, total: int) -> None:

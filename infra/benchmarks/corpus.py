@@ -18,7 +18,7 @@ from datetime import datetime
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import Progress
 
 from domain.service import CaseService
 from infra.leader import NoLeaderLock
@@ -27,7 +27,7 @@ from infra.relay import Relay
 from infra.settings import Settings
 from infra.simulator import SIMULATOR_VERSION, bulk_traffic, simulation_clock
 from infra.store import open_service
-from infra.terminal import wide_console
+from infra.terminal import counted_progress, wide_console
 
 MARKER = "complete.json"
 DEFAULT_ROOT = Path("var/bench")
@@ -83,7 +83,7 @@ def _build(path: Path, seed: int, events: int, console: Console) -> Corpus:
     first = clock.now()
     service = open_service(Settings(var_dir=path / "store"), clock)
     try:
-        with _progress(console) as bar:
+        with counted_progress(console, 22) as bar:
             cases = _fill(service, seed, events, bar)
             last = clock.now()
             server = NatsServer(path / "nats").start()
@@ -102,16 +102,6 @@ def _build(path: Path, seed: int, events: int, console: Console) -> Corpus:
         last.isoformat(),
         last_seq,
         round(time.perf_counter() - started, 1),
-    )
-
-
-def _progress(console: Console) -> Progress:
-    return Progress(
-        TextColumn("{task.description:<22}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=console,
     )
 
 
