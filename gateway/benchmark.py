@@ -159,6 +159,7 @@ def child_env(settings: Settings) -> dict[str, str]:
         "WL_DATABASE_SCHEMA": settings.database_schema,
         "WL_VIEWS_DATABASE_URL": settings.views_database_url,
         "WL_NATS_URL": settings.nats_servers(),
+        "WL_NATS_REPLICAS": str(settings.nats_replicas),
         "WL_JWT_SECRET": settings.jwt_secret,
         "WL_DEV_MODE": "false",
         "WL_GATEWAY_HOST": settings.gateway_host,

@@ -3,7 +3,9 @@
 Closed-loop cases go through the HTTP API as their users send them (an `Idempotency-Key` per
 command, resent after a lost answer) while, at seeded moments, the relay, the projector, the SLA
 clock or the gateway is killed with SIGKILL and started again, or nats-server is killed and
-restarted on its JetStream store. A WebSocket client follows the command-centre feed from the
+restarted on its JetStream store (with `cluster`, one node of a three-node cluster is killed and
+brought back while the other two carry on). The stores are SQLite files, or with `postgres_url` a
+fresh PostgreSQL schema holding the event store and the read models. A WebSocket client follows the command-centre feed from the
 first event and resumes with `since` whenever its connection drops. At the end, with every
 process caught up and stopped:
 
@@ -25,7 +27,8 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,8 +41,9 @@ from websockets.typing import Subprotocol
 
 from gateway.auth import Role, issue_token
 from gateway.benchmark import LOOP, Children, Step, base_url, tokens, wait_ready
+from infra.benchmarks.store import postgres_everything
 from infra.nats.connection import connect as nats_connect
-from infra.nats.server import NatsServer, free_port
+from infra.nats.server import NatsServer, cluster_nodes, cluster_url, free_port
 from infra.nats.streams import EVENTS_STREAM
 from infra.settings import Settings
 from infra.store import notifications_after, open_service
@@ -212,23 +216,75 @@ class Watcher:
 # --- the run -----------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Setup:
+    """Where the run's system lives: one nats-server or a three-node cluster; SQLite files or a
+    PostgreSQL server (a fresh schema for the system, another for the clean rebuild)."""
+
+    cluster: bool = False
+    postgres_url: str = ""
+
+    def describe(self) -> str:
+        nats = "a 3-node NATS cluster" if self.cluster else "one nats-server"
+        return f"{'PostgreSQL' if self.postgres_url else 'SQLite'} stores, {nats}"
+
+
+class Nats:
+    """The run's NATS: `kill_one` SIGKILLs the server, or in a cluster the node leading WL_EVENTS
+    (the harshest one-node fault: the relay's next publish must find the new leader), and starts it
+    again on its JetStream store after DEAD_FOR."""
+
+    def __init__(self, work: Path, cluster: bool, seed: int) -> None:
+        if cluster:
+            ports = [free_port() for _ in range(6)]
+            self.nodes = cluster_nodes(work / "nats", ports[:3], ports[3:])
+        else:
+            self.nodes = [NatsServer(work / "nats")]
+        self._rng = random.Random(seed)
+
+    @property
+    def url(self) -> str:
+        return cluster_url(self.nodes)
+
+    def start(self) -> Nats:
+        for node in self.nodes:
+            node.start()
+        return self
+
+    def kill_one(self) -> str:
+        leader = asyncio.run(_events_leader(self.url)) if len(self.nodes) > 1 else ""
+        by_name = {node.name: node for node in self.nodes}
+        node = by_name.get(leader) or self._rng.choice(self.nodes)  # no leader: any node
+        node.kill()
+        time.sleep(DEAD_FOR)
+        node.start()
+        return node.name if len(self.nodes) > 1 else ""
+
+    def kill(self) -> None:
+        for node in self.nodes:
+            node.kill()
+
+
 def run_chaos(
-    seed: int, kills: int, seconds: float, rate: float, work: Path, console: Console
+    seed: int,
+    kills: int,
+    seconds: float,
+    rate: float,
+    work: Path,
+    console: Console,
+    setup: Setup = Setup(),
 ) -> ChaosReport:
     """The load, the kills and the checks; `work` holds the stores, logs and JetStream."""
     plan = schedule(seed, kills, seconds)
     report = ChaosReport(plan)
-    server = NatsServer(work / "nats").start()
-    settings = Settings(
-        var_dir=work / "var",
-        nats_url=server.url,
-        jwt_secret=secrets.token_urlsafe(32),
-        gateway_port=free_port(),
-        audit_head_every=200,  # heads during the run, so verify checks some against the store
-        audit_head_interval=2.0,
-    )
+    nats = Nats(work, setup.cluster, seed)
     running = Children(work / "logs")
-    try:
+    with ExitStack() as stack:
+        stack.callback(nats.kill)
+        stack.callback(running.stop)
+        settings, rebuilt_views = stack.enter_context(_stores(setup, work))
+        settings = settings.model_copy(update=_run_settings(nats.start().url, setup))
+        console.print(f"chaos on {setup.describe()}, seed {seed}")
         open_service(settings).close()  # the store's tables, before four processes race for them
         for name, command in COMMANDS.items():
             running.start(name, command, settings)
@@ -236,37 +292,59 @@ def run_chaos(
         load, watcher = Load(settings, rate), Watcher(settings)
         load.start()
         watcher.start()
-        _kill_on_schedule(plan, seconds, running, server, settings, console)
+        _kill_on_schedule(plan, seconds, running, nats, settings, console)
         load.finish()
         report.acked, report.unknown = len(load.acked), load.unknown
         console.print(f"load stopped: {report.acked} commands acked, {report.unknown} unknown")
         _settle(settings, watcher)
         watcher.finish()
         running.stop()
-        _check(report, settings, load, watcher, work, console)
-    finally:
-        running.stop()
-        server.kill()
+        rebuilt = settings.model_copy(update={"views_database_url": rebuilt_views})
+        _check(report, settings, rebuilt, load, watcher, console)
     return report
+
+
+def _run_settings(nats_url: str, setup: Setup) -> dict[str, Any]:
+    return {
+        "nats_url": nats_url,
+        "nats_replicas": 3 if setup.cluster else 1,
+        "jwt_secret": secrets.token_urlsafe(32),
+        "gateway_port": free_port(),
+        "audit_head_every": 200,  # heads during the run, so verify checks some against the store
+        "audit_head_interval": 2.0,
+    }
+
+
+@contextlib.contextmanager
+def _stores(setup: Setup, work: Path) -> Iterator[tuple[Settings, str]]:
+    """The system's settings (stores only) and the views database URL of the clean rebuild,
+    on the same backend so that both sides are compared like for like."""
+    if not setup.postgres_url:
+        yield Settings(var_dir=work / "var"), f"sqlite:///{work / 'rebuilt.db'}"
+        return
+    with (
+        postgres_everything(setup.postgres_url) as system,
+        postgres_everything(setup.postgres_url) as clean,
+    ):
+        yield system.model_copy(update={"var_dir": work / "var"}), clean.views_database_url
 
 
 def _kill_on_schedule(
     plan: list[Kill],
     seconds: float,
     running: Children,
-    server: NatsServer,
+    nats: Nats,
     settings: Settings,
     console: Console,
 ) -> None:
     started = time.monotonic()
     for kill in plan:
         time.sleep(max(0.0, kill.at - (time.monotonic() - started)))
-        console.print(f"{kill.at:6.1f} s  SIGKILL {kill.target}")
         if kill.target == "nats":
-            server.kill()
-            time.sleep(DEAD_FOR)
-            server.start()
+            node = nats.kill_one()
+            console.print(f"{kill.at:6.1f} s  SIGKILL nats {node}".rstrip())
         else:
+            console.print(f"{kill.at:6.1f} s  SIGKILL {kill.target}")
             running.kill(kill.target)
             time.sleep(DEAD_FOR)
             running.start(kill.target, COMMANDS[kill.target], settings)
@@ -295,6 +373,18 @@ def _settle(settings: Settings, watcher: Watcher) -> None:
         engine.dispose()
 
 
+async def _events_leader(url: str) -> str:
+    """The name of the node leading WL_EVENTS, or "" while it has none (an election going on)."""
+    with contextlib.suppress(Exception):
+        nc = await nats_connect(url, name="chaos-probe")
+        try:
+            cluster = (await nc.jetstream().stream_info(EVENTS_STREAM)).cluster
+            return (cluster.leader or "") if cluster else ""
+        finally:
+            await nc.close()
+    return ""
+
+
 async def _stream_last(settings: Settings) -> int:
     nc = await nats_connect(settings.nats_servers(), name="chaos-probe")
     try:
@@ -309,9 +399,9 @@ async def _stream_last(settings: Settings) -> int:
 def _check(
     report: ChaosReport,
     settings: Settings,
+    rebuilt: Settings,
     load: Load,
     watcher: Watcher,
-    work: Path,
     console: Console,
 ) -> None:
     checks: dict[str, Callable[[], str]] = {
@@ -321,7 +411,7 @@ def _check(
             settings, report
         ),
         "audit verify is clean": lambda: _audit_clean(settings, console),
-        "every read model equals a clean rebuild": lambda: _views_equal_rebuild(settings, work),
+        "every read model equals a clean rebuild": lambda: _views_equal_rebuild(settings, rebuilt),
         "the resumed WebSocket client missed nothing": lambda: _no_gaps(watcher.seqs),
     }
     for name, check in checks.items():
@@ -381,8 +471,7 @@ async def _published_ids(settings: Settings) -> list[int]:
         await nc.close()
 
 
-def _views_equal_rebuild(settings: Settings, work: Path) -> str:
-    rebuilt = settings.model_copy(update={"views_database_url": f"sqlite:///{work / 'rebuilt.db'}"})
+def _views_equal_rebuild(settings: Settings, rebuilt: Settings) -> str:
     if rebuild_in_child(rebuilt, REBUILD_JOBS) != 0:
         return "the clean rebuild failed"
     names = [n for n in registry.registered(settings) if n not in NOT_REBUILDABLE]

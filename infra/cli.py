@@ -572,24 +572,39 @@ def chaos(
         Path | None,
         typer.Option(help="Folder for the run's stores and logs (default: a temporary one)."),
     ] = None,
+    cluster: Annotated[
+        bool,
+        typer.Option(
+            help="Run a 3-node NATS cluster (streams R3); a `nats` kill is then one node's."
+        ),
+    ] = False,
+    postgres: Annotated[
+        str,
+        typer.Option(
+            help="PostgreSQL URL: the event store and read models in fresh schemas there "
+            "(dropped afterwards) instead of SQLite files.",
+            metavar="URL",
+        ),
+    ] = "",
 ) -> None:
     """Kill the system's processes under load, then prove nothing was lost or repeated.
 
-    Runs nats-server, the relay, the projector, the SLA clock and the gateway on fresh SQLite
-    stores; sends closed-loop cases through the HTTP API; SIGKILLs a process (or nats-server) at
-    seeded moments and starts it again. Then checks: every 2xx command stored, WL_EVENTS equal to
+    Runs nats-server (or a 3-node cluster), the relay, the projector, the SLA clock and the
+    gateway on fresh SQLite or PostgreSQL stores; sends closed-loop cases through the HTTP API;
+    SIGKILLs a process (or nats-server, or one cluster node) at seeded moments and starts it again. Then checks: every 2xx command stored, WL_EVENTS equal to
     the store (once each, in order), read models equal to a clean rebuild, `audit verify` clean,
     a resumed WebSocket client without gaps. Exit code 1 if any check fails. See
     docs/RELIABILITY.md.
     """
     import tempfile
 
-    from gateway.chaos import print_report, run_chaos
+    from gateway.chaos import Setup, print_report, run_chaos
 
     with tempfile.TemporaryDirectory(prefix="wl-chaos-") as tmp:
         folder = work or Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
-        report = run_chaos(seed, kills, seconds, rate, folder, console)
+        setup = Setup(cluster=cluster, postgres_url=postgres)
+        report = run_chaos(seed, kills, seconds, rate, folder, console, setup)
     print_report(report, console)
     raise typer.Exit(code=0 if report.ok else 1)
 
