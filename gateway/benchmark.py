@@ -33,6 +33,7 @@ from infra.benchmarks.memory import peak_rss_kib
 from infra.benchmarks.report import Limit, Result, Section, print_section
 from infra.benchmarks.store import backends
 from infra.feed_client import Frame, tail_department
+from infra.lifeline import parent_env
 from infra.nats.server import NatsServer, free_port
 from infra.settings import Settings
 from infra.store import open_service
@@ -197,7 +198,7 @@ class Children:
                 [whistleloop, command],
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, **child_env(settings)},
+                env={**os.environ, **child_env(settings), **parent_env()},
                 cwd=self.log_dir,  # no stray .env or ./var of the caller's
                 start_new_session=True,
             )

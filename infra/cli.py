@@ -21,6 +21,7 @@ from domain.reference import load_reference
 from domain.service import CaseService
 from infra import render
 from infra.demo import demo_clock, run_demo_case
+from infra.lifeline import watch_parent
 from infra.logs import configure_logging
 from infra.settings import get_settings
 from infra.store import open_service, redact, store_stats
@@ -66,6 +67,7 @@ def main_options(
     ] = "warning",
 ) -> None:
     configure_logging(log_level)
+    watch_parent()
 
 
 @app.command()

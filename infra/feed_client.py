@@ -13,7 +13,6 @@ import contextlib
 import json
 import logging
 import random
-import signal
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, TextIO
@@ -22,6 +21,8 @@ from urllib.parse import quote, urlsplit, urlunsplit
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from websockets.typing import Subprotocol
+
+from infra.signals import stop_on_signals
 
 log = logging.getLogger(__name__)
 
@@ -143,10 +144,7 @@ def run_feed(url: str, token: str, dept: str, since: int | None, out: TextIO = s
         return 2
 
     async def main() -> int:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, stop.set)
+        stop = stop_on_signals()
         try:
             await tail_department(url, token, dept, since, emit, stop)
         except FeedRefused as refusal:

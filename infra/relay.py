@@ -28,7 +28,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import signal
 from dataclasses import dataclass
 
 import nats.errors
@@ -53,6 +52,7 @@ from infra.logs import configure_logging
 from infra.nats.connection import connect_service
 from infra.nats.streams import EVENTS_STREAM, EVENTS_SUBJECTS, NUDGE_SUBJECT, ensure_streams
 from infra.settings import Settings
+from infra.signals import until_stopped
 from infra.store import open_service
 
 log = logging.getLogger(__name__)
@@ -403,9 +403,5 @@ def main(settings: Settings) -> None:
 
 
 async def _serve(relay: Relay) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    await relay.run(stop)
+    await until_stopped(relay.run)
     log.info("relay stopped", extra=relay.log_fields())

@@ -14,6 +14,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from infra.lifeline import parent_env
+
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF = 30.0
@@ -53,7 +55,7 @@ class Supervisor:
                 child.argv,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, **child.env},
+                env={**os.environ, **child.env, **parent_env()},
                 start_new_session=True,  # Ctrl-C reaches us, and we stop the children in order
             )
         child.started_at = time.monotonic()

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -35,6 +34,7 @@ from infra.nats.streams import ensure_streams
 from infra.relay import Nudger
 from infra.render import EVENT_LABELS, china_time
 from infra.settings import Settings
+from infra.signals import stop_on_signals
 from infra.store import has_cases, open_service, redact
 from infra.supervisor import Child, Supervisor
 
@@ -126,10 +126,8 @@ async def _serve(
     console: Console,
     banner: Sequence[str],
 ) -> None:
-    stop = asyncio.Event()
+    stop = stop_on_signals()
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
     nc = await connect(settings.nats_servers(), name="whistleloop-up")
     try:
         await ensure_streams(nc.jetstream(), settings.nats_replicas)

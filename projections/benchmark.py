@@ -31,6 +31,7 @@ from infra.benchmarks.relay import fill_stream
 from infra.benchmarks.report import Limit, Result, Section, against_raw, print_section
 from infra.benchmarks.store import backends
 from infra.event_codec import EventEnvelope
+from infra.lifeline import parent_env, watch_parent
 from infra.nats.connection import connect
 from infra.nats.server import NatsServer
 from infra.nats.streams import EVENTS_STREAM
@@ -257,7 +258,7 @@ def rebuild_in_child(settings: Settings, jobs: int) -> int:
     logging set-up stays out of the benchmark's process); its exit code."""
     whistleloop = Path(sys.executable).with_name("whistleloop")
     env = {k: v for k, v in os.environ.items() if not k.startswith("WL_")}
-    env |= {
+    env |= parent_env() | {
         "WL_VAR_DIR": str(Path(settings.var_dir).resolve()),
         "WL_VIEWS_DATABASE_URL": settings.views_database_url,
         "WL_NATS_URL": settings.nats_servers(),
@@ -302,7 +303,8 @@ def _rebuild_each(url: str, settings: Settings) -> dict[str, tuple[float, float]
                 settings.views_database_url,
                 name,
                 str(result),
-            ]
+            ],
+            env={**os.environ, **parent_env()},
         )
         if child.wait() != 0:
             raise RuntimeError(f"rebuilding {name} failed in its child process")
@@ -474,4 +476,5 @@ _PROJECTION_NOTES = """- *corpus*: simulated with seed {seed} (`infra/simulator.
 
 
 if __name__ == "__main__":
+    watch_parent()
     _child_main(*sys.argv[1:6])

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 from collections.abc import Iterator, Sequence
+from functools import partial
 from typing import Any
 
 import nats.errors
@@ -21,6 +21,7 @@ from infra.logs import configure_logging
 from infra.nats.connection import connect_once, connect_service
 from infra.nats.streams import DEPT_STREAM, EVENTS_STREAM, ensure_streams
 from infra.settings import Settings
+from infra.signals import until_stopped
 from infra.store import open_service
 from infra.terminal import counted_progress
 from projections import registry
@@ -52,11 +53,7 @@ def run_projectors(settings: Settings, names: Sequence[str]) -> None:
 
 
 async def _run(settings: Settings, projections: list[Projection]) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    await serve(settings, projections, stop)
+    await until_stopped(partial(serve, settings, projections))
 
 
 async def serve(settings: Settings, projections: list[Projection], stop: asyncio.Event) -> None:
