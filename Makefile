@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench chaos venv clean
+.PHONY: demo test lint bench chaos fuzz venv clean
 
 venv: $(STAMP)
 
@@ -35,6 +35,11 @@ bench: $(STAMP)
 # The long chaos run of docs/RELIABILITY.md (make test runs a six-kill one).
 chaos: $(STAMP)
 	$(BIN)/whistleloop chaos --kills 50 --seconds 900 $(CHAOS_ARGS)
+
+# Schemathesis with many examples per operation (make test runs 25 each).
+FUZZ_EXAMPLES ?= 1000
+fuzz: $(STAMP)
+	WL_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest tests/integration/gateway/test_openapi_fuzz.py $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -14,6 +14,7 @@ example database: CI sees the same requests every run.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,8 +35,9 @@ from tests.integration.gateway.rest import command, full_loop, report
 
 pytestmark = pytest.mark.asyncio
 
-#: Generated requests per operation and caller (bounded so the file stays well under 90 s).
-EXAMPLES = 25
+#: Generated requests per operation and caller: bounded in `make test` so the file stays well under
+#: 90 s; `make fuzz` sets WL_FUZZ_EXAMPLES for the long run of docs/RELIABILITY.md.
+EXAMPLES = int(os.environ.get("WL_FUZZ_EXAMPLES", "25"))
 CHECKS: list[CheckFunction] = [
     schemathesis.checks.not_a_server_error,
     schemathesis.checks.status_code_conformance,
