@@ -19,7 +19,7 @@ from rich.table import Table
 from domain.reference import load_reference
 from infra.logs import configure_logging
 from infra.nats.connection import connect_once, connect_service
-from infra.nats.streams import DEPT_STREAM, EVENTS_STREAM, ensure_streams
+from infra.nats.streams import DEPT_STREAM, EVENTS_STREAM, ensure_streams, settled
 from infra.settings import Settings
 from infra.signals import until_stopped
 from infra.store import open_service
@@ -62,9 +62,10 @@ async def serve(settings: Settings, projections: list[Projection], stop: asyncio
     engine = open_views_engine(settings)
     try:
         js = nc.jetstream()
-        await _ensure_streams(js)
+        await _ensure_streams(js, settings.nats_replicas)
         if any(p.name == DEPT_FEEDS for p in projections):
-            await ensure_department_consumers(js, load_reference().departments)
+            departments = load_reference().departments
+            await settled(lambda: ensure_department_consumers(js, departments))
         log.info("projectors starting", extra={"projections": [p.name for p in projections]})
         await asyncio.gather(
             ProjectorRunner(nc, engine, projections).run(stop),
@@ -81,13 +82,13 @@ async def serve(settings: Settings, projections: list[Projection], stop: asyncio
         log.info("projectors stopped")
 
 
-async def _ensure_streams(js: JetStreamContext) -> None:
+async def _ensure_streams(js: JetStreamContext, replicas: int = 1) -> None:
     """Creates the streams only when one is missing (a projector user may not update them)."""
     for stream in (EVENTS_STREAM, DEPT_STREAM):
         try:
-            await js.stream_info(stream)
+            await settled(lambda: js.stream_info(stream))  # noqa: B023 (awaited in this pass)
         except NotFoundError:
-            await ensure_streams(js)
+            await ensure_streams(js, replicas)
             return
 
 
@@ -168,7 +169,7 @@ async def _rebuild_all(
     service = open_service(settings) if from_store else None
     summaries = []
     try:
-        await _ensure_streams(nc.jetstream())
+        await _ensure_streams(nc.jetstream(), settings.nats_replicas)
         for projection in projections:
 
             def report(done: int, total: int, name: str = projection.name) -> None:

@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
+import nats.errors
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
-from nats.js.errors import BadRequestError, NotFoundError
+from nats.js.errors import APIError, BadRequestError, NotFoundError, ServiceUnavailableError
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 EVENTS_STREAM = "WL_EVENTS"
 DEPT_STREAM = "WL_DEPT"
@@ -22,6 +29,8 @@ NUDGE_SUBJECT = "wl.relay.nudge"
 
 #: JetStream's error code when a cluster does not (yet) know enough peers for the replica count.
 NO_SUITABLE_PEERS = 10005
+#: Seconds a set-up call is tried again while its refusals are transient (see `settled`).
+SETTLE_TIMEOUT = 60.0
 
 #: Re-sends after a crash or fail-over land inside this window and are dropped by Nats-Msg-Id.
 DUPLICATE_WINDOW_SECONDS = 10 * 60
@@ -50,36 +59,55 @@ def stream_configs(replicas: int = 1) -> list[StreamConfig]:
     ]
 
 
+def transient(error: Exception) -> bool:
+    """What a cluster answers while it elects a leader or has a node down: "no suitable peers"
+    before every peer has reported in, 503 (temporarily unavailable, insufficient resources for
+    an R3 consumer), or no answer at all. Each passes within seconds."""
+    if isinstance(error, nats.errors.TimeoutError | nats.errors.NoRespondersError):
+        return True
+    if isinstance(error, ServiceUnavailableError):
+        return True
+    return isinstance(error, APIError) and error.err_code == NO_SUITABLE_PEERS
+
+
+async def settled(setup: Callable[[], Awaitable[T]], timeout: float = SETTLE_TIMEOUT) -> T:
+    """Runs an idempotent JetStream set-up, again while its refusals are `transient`.
+
+    A process (re)started while a node of the cluster is down or a leader is being elected would
+    otherwise die at start-up: the chaos run found a relay and a projector that did.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        try:
+            return await setup()
+        except Exception as error:
+            if not transient(error) or loop.time() > deadline:
+                raise
+            log.warning("JetStream not ready, trying again: %s", error)
+            await asyncio.sleep(0.5)
+
+
 async def ensure_streams(
-    js: JetStreamContext, replicas: int = 1, placement_timeout: float = 30.0
+    js: JetStreamContext, replicas: int = 1, placement_timeout: float = SETTLE_TIMEOUT
 ) -> None:
-    """Creates the streams, or brings an existing one's config up to date.
+    """Creates the streams, or brings an existing one's config up to date, once the cluster lets
+    it (`settled` within `placement_timeout`).
 
     Never lowers an existing stream's replica count: a process started without the cluster's
     setting must not quietly turn an R3 stream into R1.
     """
+    await settled(lambda: _ensure_streams(js, replicas), placement_timeout)
+
+
+async def _ensure_streams(js: JetStreamContext, replicas: int) -> None:
     for config in stream_configs(replicas):
         assert config.name is not None
         try:
             info = await js.stream_info(config.name)
         except NotFoundError:
-            await _add_stream(js, config, placement_timeout)
+            await js.add_stream(config)
             continue
         config.num_replicas = max(replicas, info.config.num_replicas or 1)
         with contextlib.suppress(BadRequestError):  # e.g. a change the server cannot make in place
             await js.update_stream(config)
-
-
-async def _add_stream(js: JetStreamContext, config: StreamConfig, placement_timeout: float) -> None:
-    """A cluster elects its meta leader before every peer has reported in: an R3 stream asked for
-    in that moment is refused with "no suitable peers", which passes once the peers are known."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + placement_timeout
-    while True:
-        try:
-            await js.add_stream(config)
-            return
-        except BadRequestError as error:
-            if error.err_code != NO_SUITABLE_PEERS or loop.time() > deadline:
-                raise
-            await asyncio.sleep(0.25)
