@@ -56,6 +56,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
         burst=settings.gateway_write_burst,
         max_body=settings.gateway_max_body,
     )
+    app.add_middleware(problems.StoreOutage)
     app.add_middleware(BodyLimit, max_bytes=settings.gateway_max_body)  # outermost: runs first
     for module in (commands, queries, open311, websockets, health):
         app.include_router(module.router)

@@ -15,7 +15,9 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from domain.errors import DomainError, ErrorKind
 from gateway.auth import AuthError
@@ -85,6 +87,42 @@ def problem_response(
     return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
 
 
+def store_unavailable(error: OperationalError, path: str | None) -> JSONResponse:
+    """The database dropped the connection (a restart, a failover): the transaction rolled back,
+    the pool reconnects, and the same request with its Idempotency-Key may be sent again."""
+    log.warning("store unavailable: %s", error.orig, extra={"path": path})
+    return problem_response(
+        503,
+        "store_unavailable",
+        "the event store is unavailable; send the request again",
+        instance=path,
+        headers={"Retry-After": "1"},
+    )
+
+
+class StoreOutage:
+    """ASGI middleware: the same 503 for a dropped connection met by a middleware (the
+    idempotency claim, the rate limit's key lookup), which the app's handlers never see."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = False
+
+        async def watch(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        except OperationalError as error:
+            if started or scope["type"] != "http":
+                raise
+            await store_unavailable(error, scope.get("path"))(scope, receive, send)
+
+
 def language(accept_language: str | None) -> str:
     """The language of a message: what Accept-Language asks for, Chinese by default."""
     return (accept_language or "zh").strip().lower() or "zh"
@@ -146,6 +184,10 @@ def install(app: FastAPI) -> None:
         return problem_response(
             error.status_code, code, str(error.detail), instance=request.url.path
         )
+
+    @app.exception_handler(OperationalError)
+    async def store_error(request: Request, error: OperationalError) -> JSONResponse:
+        return store_unavailable(error, request.url.path)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, error: Exception) -> JSONResponse:

@@ -52,7 +52,7 @@ B = TypeVar("B", bound=BaseModel)
 PREFIX = "/api/v1/cases"
 #: 400: a body that is not UTF-8 JSON at all (FastAPI's "error parsing the body"); 422: one that is
 #: JSON but not a valid command.
-ERRORS = problems.responses(400, 401, 403, 404, 409, 413, 422, 429)
+ERRORS = problems.responses(400, 401, 403, 404, 409, 413, 422, 429, 503)
 
 #: Roles whose reach the aggregate does not check on every command. A department never on a case
 #: would otherwise learn of it from a 409 (`not_whistled`), and the aggregate lets any resident rate

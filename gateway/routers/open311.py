@@ -139,11 +139,12 @@ def docs(
 
 
 #: What the gateway's middleware answers on a POST before the Open311 handler runs: a body over the
-#: limit, a bad or reused Idempotency-Key, a caller over its write rate. Those are problem documents, on every path alike; `model`
+#: limit, a bad or reused Idempotency-Key, a caller over its write rate, a store that dropped its
+#: connection. Those are problem documents, on every path alike; `model`
 #: is dropped, or FastAPI would list the problem under this route's own media type (text/xml) too.
 MIDDLEWARE_ERRORS = {
     status: {key: value for key, value in doc.items() if key != "model"}
-    for status, doc in problems.responses(413, 422, 429).items()
+    for status, doc in problems.responses(413, 422, 429, 503).items()
 }
 
 

@@ -25,8 +25,9 @@ PROBLEM_REF = "#/components/schemas/Problem"
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 SPEC_ERROR_REF = "#/components/schemas/SpecError"
 HTTP_METHODS = frozenset({"get", "put", "post", "delete", "patch", "head", "options"})
-#: Errors the gateway's middleware answers on every POST, Open311's too, as problem documents.
-MIDDLEWARE_STATUSES = frozenset({"413", "422", "429"})
+#: Errors the gateway's middleware answers on every POST, Open311's too, as problem documents
+#: (503: the store dropped its connection, wherever that is met).
+MIDDLEWARE_STATUSES = frozenset({"413", "422", "429", "503"})
 
 
 @pytest.fixture(scope="module")
