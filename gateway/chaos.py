@@ -34,8 +34,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import sqlalchemy
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy.engine import make_url
 from websockets.asyncio.client import connect
 from websockets.typing import Subprotocol
 
@@ -58,6 +60,8 @@ from projections.views_db import open_views_engine
 #: What can be killed, and the `whistleloop` command that runs it.
 COMMANDS = {"relay": "relay", "projector": "project", "sla": "sla", "gateway": "gateway"}
 TARGETS = (*COMMANDS, "nats")
+#: On a PostgreSQL store, also: every database session of the run terminated by the server.
+PG_TARGETS = (*TARGETS, "postgres")
 #: Seconds a killed process stays dead before it is started again.
 DEAD_FOR = 1.0
 #: Load threads, each taking cases round the loop one command at a time.
@@ -72,15 +76,17 @@ class Kill:
     target: str
 
 
-def schedule(seed: int, kills: int, seconds: float) -> list[Kill]:
+def schedule(
+    seed: int, kills: int, seconds: float, targets: tuple[str, ...] = TARGETS
+) -> list[Kill]:
     """`kills` moments in the middle 80 % of the run; every target at least once when there are
     enough kills, the rest drawn at random."""
     rng = random.Random(seed)
-    targets = list(TARGETS) if kills >= len(TARGETS) else []
-    targets += [rng.choice(TARGETS) for _ in range(kills - len(targets))]
-    rng.shuffle(targets)
-    times = sorted(rng.uniform(0.1 * seconds, 0.9 * seconds) for _ in targets)
-    return [Kill(at, target) for at, target in zip(times, targets, strict=True)]
+    drawn = list(targets) if kills >= len(targets) else []
+    drawn += [rng.choice(targets) for _ in range(kills - len(drawn))]
+    rng.shuffle(drawn)
+    times = sorted(rng.uniform(0.1 * seconds, 0.9 * seconds) for _ in drawn)
+    return [Kill(at, target) for at, target in zip(times, drawn, strict=True)]
 
 
 @dataclass
@@ -228,6 +234,39 @@ class Setup:
         nats = "a 3-node NATS cluster" if self.cluster else "one nats-server"
         return f"{'PostgreSQL' if self.postgres_url else 'SQLite'} stores, {nats}"
 
+    @property
+    def targets(self) -> tuple[str, ...]:
+        return PG_TARGETS if self.postgres_url else TARGETS
+
+
+class Sessions:
+    """The run's PostgreSQL sessions, known by their application_name. `terminate` ends them all
+    from the server's side, which is what the processes see when PostgreSQL restarts (the server
+    itself is this machine's, shared with other work, so its own crash recovery is not tried)."""
+
+    def __init__(self, admin_url: str) -> None:
+        self.admin_url = admin_url
+        self.name = f"wl-chaos-{uuid.uuid4().hex[:8]}"
+
+    def tag(self, url: str) -> str:
+        tagged = make_url(url).update_query_dict({"application_name": self.name})
+        return tagged.render_as_string(hide_password=False)
+
+    def terminate(self) -> int:
+        engine = sqlalchemy.create_engine(self.admin_url)
+        try:
+            with engine.begin() as conn:
+                ended = conn.execute(
+                    sqlalchemy.text(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                        " WHERE application_name = :name"
+                    ),
+                    {"name": self.name},
+                )
+                return len(ended.all())
+        finally:
+            engine.dispose()
+
 
 class Nats:
     """The run's NATS: `kill_one` SIGKILLs the server, or in a cluster the node leading WL_EVENTS
@@ -275,15 +314,17 @@ def run_chaos(
     setup: Setup = Setup(),
 ) -> ChaosReport:
     """The load, the kills and the checks; `work` holds the stores, logs and JetStream."""
-    plan = schedule(seed, kills, seconds)
+    plan = schedule(seed, kills, seconds, setup.targets)
     report = ChaosReport(plan)
     nats = Nats(work, setup.cluster, seed)
     running = Children(work / "logs")
+    sessions = Sessions(setup.postgres_url) if setup.postgres_url else None
     with ExitStack() as stack:
         stack.callback(nats.kill)
         stack.callback(running.stop)
-        settings, rebuilt_views = stack.enter_context(_stores(setup, work))
+        settings, rebuilt_views = stack.enter_context(_stores(setup, sessions, work))
         settings = settings.model_copy(update=_run_settings(nats.start().url, setup))
+        faults = Faults(running, nats, sessions, settings)
         console.print(f"chaos on {setup.describe()}, seed {seed}")
         open_service(settings).close()  # the store's tables, before four processes race for them
         for name, command in COMMANDS.items():
@@ -292,7 +333,7 @@ def run_chaos(
         load, watcher = Load(settings, rate), Watcher(settings)
         load.start()
         watcher.start()
-        _kill_on_schedule(plan, seconds, running, nats, settings, console)
+        _kill_on_schedule(plan, seconds, faults, console)
         load.finish()
         report.acked, report.unknown = len(load.acked), load.unknown
         console.print(f"load stopped: {report.acked} commands acked, {report.unknown} unknown")
@@ -316,38 +357,51 @@ def _run_settings(nats_url: str, setup: Setup) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def _stores(setup: Setup, work: Path) -> Iterator[tuple[Settings, str]]:
+def _stores(setup: Setup, sessions: Sessions | None, work: Path) -> Iterator[tuple[Settings, str]]:
     """The system's settings (stores only) and the views database URL of the clean rebuild,
     on the same backend so that both sides are compared like for like."""
-    if not setup.postgres_url:
+    if sessions is None:
         yield Settings(var_dir=work / "var"), f"sqlite:///{work / 'rebuilt.db'}"
         return
     with (
-        postgres_everything(setup.postgres_url) as system,
-        postgres_everything(setup.postgres_url) as clean,
+        postgres_everything(sessions.admin_url) as system,
+        postgres_everything(sessions.admin_url) as clean,
     ):
-        yield system.model_copy(update={"var_dir": work / "var"}), clean.views_database_url
+        tagged = {
+            "var_dir": work / "var",
+            "database_url": sessions.tag(system.database_url),
+            "views_database_url": sessions.tag(system.views_database_url),
+        }
+        yield system.model_copy(update=tagged), clean.views_database_url
 
 
-def _kill_on_schedule(
-    plan: list[Kill],
-    seconds: float,
-    running: Children,
-    nats: Nats,
-    settings: Settings,
-    console: Console,
-) -> None:
+@dataclass
+class Faults:
+    """What the schedule can hit, and how each hit is made."""
+
+    running: Children
+    nats: Nats
+    sessions: Sessions | None
+    settings: Settings
+
+    def inject(self, target: str) -> str:
+        """Hits `target`; what was done, for the run's log."""
+        if target == "nats":
+            return f"SIGKILL nats {self.nats.kill_one()}".rstrip()
+        if target == "postgres":
+            assert self.sessions is not None
+            return f"postgres: {self.sessions.terminate()} sessions terminated"
+        self.running.kill(target)
+        time.sleep(DEAD_FOR)
+        self.running.start(target, COMMANDS[target], self.settings)
+        return f"SIGKILL {target}"
+
+
+def _kill_on_schedule(plan: list[Kill], seconds: float, faults: Faults, console: Console) -> None:
     started = time.monotonic()
     for kill in plan:
         time.sleep(max(0.0, kill.at - (time.monotonic() - started)))
-        if kill.target == "nats":
-            node = nats.kill_one()
-            console.print(f"{kill.at:6.1f} s  SIGKILL nats {node}".rstrip())
-        else:
-            console.print(f"{kill.at:6.1f} s  SIGKILL {kill.target}")
-            running.kill(kill.target)
-            time.sleep(DEAD_FOR)
-            running.start(kill.target, COMMANDS[kill.target], settings)
+        console.print(f"{kill.at:6.1f} s  {faults.inject(kill.target)}")
     time.sleep(max(0.0, seconds - (time.monotonic() - started)))
 
 
