@@ -6,10 +6,14 @@ it: canonical body, a case event's street from its CaseReported), the WL_EVENTS 
 recomputed from the store; the Merkle root at every signed head's size (WL_AUDIT messages and
 `audit_heads` rows) is recomputed from the store's leaves, and every signature is checked. A rewrite
 of the store in SQL shows up as a payload change, a missing event or a changed order against the
-stream, and as broken chains and head roots against what was signed before it.
+stream, and as broken chains and head roots against what was signed before it. A second WL_EVENTS
+message for one notification is named, so is a published head WL_AUDIT no longer holds, and every
+`audit_nodes` row (what proofs are read from) is recomputed from the audit log's leaf hashes.
 
-Notifications after the stream's (or the audit's) last one are only "pending" (the relay or the
-projector has not got there yet): counted, not failures. The three logs are held in memory.
+Notifications after the last one a log must hold are only "pending" (the relay or the projector has
+not got there yet): counted, not failures. A log must hold at least what a later log took from it:
+the audit folds only what WL_EVENTS delivered, and a signed head covers the audit rows it was
+signed over (`_witnessed_through`). The three logs are held in memory.
 """
 
 from __future__ import annotations
@@ -36,7 +40,14 @@ from infra.settings import Settings
 from infra.signing import load_or_create_signer, verify_tree_head
 from infra.store import notifications_after, open_service
 from projections import merkle
-from projections.audit import ZERO_CHAIN, audit_heads, audit_log, publish_tree_head, signed_head
+from projections.audit import (
+    ZERO_CHAIN,
+    audit_heads,
+    audit_log,
+    audit_nodes,
+    publish_tree_head,
+    signed_head,
+)
 from projections.base import read_messages
 from projections.views_db import create_views_tables, open_views_engine
 
@@ -50,6 +61,9 @@ AUDIT_ROW_ALTERED = "audit row altered"
 UNDECODABLE = "undecodable in store"
 HEAD_ROOT_MISMATCH = "head root mismatch"
 BAD_SIGNATURE = "bad signature"
+REPEATED_IN_STREAM = "repeated in stream"
+HEAD_MISSING_FROM_STREAM = "head missing from WL_AUDIT"
+NODE_ALTERED = "tree node altered"
 
 
 @dataclass(frozen=True)
@@ -63,6 +77,7 @@ class Entry:
     body: bytes
     leaf_hash: str = ""
     chain_hash: str = ""
+    leaf_index: int = -1  # audit_log rows only
 
     @property
     def identity(self) -> tuple[str, int]:
@@ -87,19 +102,33 @@ class HeadIssue:
     detail: str
 
 
+@dataclass(frozen=True)
+class NodeIssue:
+    """An `audit_nodes` row: the perfect subtree over leaves [index·2^level, (index+1)·2^level)."""
+
+    level: int
+    index: int
+    kind: str
+    detail: str
+
+
 @dataclass
 class VerifyReport:
     events: list[EventIssue] = field(default_factory=list)
     heads: list[HeadIssue] = field(default_factory=list)
+    nodes: list[NodeIssue] = field(default_factory=list)
     store_events: int = 0
     stream_messages: int = 0
     audit_rows: int = 0
     heads_checked: int = 0
     pending: int = 0
+    #: Sizes of signed heads on WL_AUDIT with no `audit_heads` row: not a failure (see
+    #: `_unrecorded_heads`), printed so that an inspector knows.
+    unrecorded_heads: list[int] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not self.events and not self.heads
+        return not self.events and not self.heads and not self.nodes
 
 
 @dataclass
@@ -110,6 +139,10 @@ class _Sides:
     heads: list[tuple[str, dict[str, Any]]]
     store_order: list[int]
     order_issues: list[EventIssue]
+    stream_repeats: list[tuple[int, Entry]] = field(default_factory=list)  # (seq, later copy)
+    stream_head_sizes: set[int] = field(default_factory=set)
+    row_heads: dict[int, bool] = field(default_factory=dict)  # audit_heads: size -> published
+    nodes: dict[tuple[int, int], str] = field(default_factory=dict)  # audit_nodes
 
 
 async def verify(
@@ -126,15 +159,20 @@ async def verify(
     finally:
         if isinstance(store, Settings):
             service.close()
-    stream, stream_order = await _read_stream(js)
-    heads = await _read_heads(js) + await asyncio.to_thread(_audit_head_rows, views_engine)
+    stream, stream_order, repeats = await _read_stream(js)
+    stream_heads = await _read_heads(js)
+    row_heads, published = await asyncio.to_thread(_audit_head_rows, views_engine)
     sides = _Sides(
         store=store_side,
         stream=stream,
         audit=audit,
-        heads=heads,
+        heads=stream_heads + row_heads,
         store_order=list(store_side),
         order_issues=_order_issues(stream_order, "WL_EVENTS") + _order_issues(audit_order, "audit"),
+        stream_repeats=repeats,
+        stream_head_sizes={_size(head) for _, head in stream_heads},
+        row_heads=published,
+        nodes=await asyncio.to_thread(_read_nodes, views_engine),
     )
     return compare(sides, public_key)
 
@@ -190,17 +228,29 @@ def _entry_from_body(notification_id: int, body: bytes) -> Entry:
         return Entry(notification_id, "?", 0, "?", body)
 
 
-async def _read_stream(js: JetStreamContext) -> tuple[dict[int, Entry], list[int]]:
+async def _read_stream(
+    js: JetStreamContext,
+) -> tuple[dict[int, Entry], list[int], list[tuple[int, Entry]]]:
+    """The first message of each notification, their order, and every later copy with its seq.
+
+    The relay publishes each notification once (`Nats-Expected-Last-Msg-Id`), so a later copy is
+    forged; it is kept apart (named `REPEATED_IN_STREAM`), not folded into the order check.
+    """
     found: dict[int, Entry] = {}
     order: list[int] = []
+    repeats: list[tuple[int, Entry]] = []
     for message in await read_messages(js, EVENTS_STREAM, EVENTS_SUBJECTS):
         raw = message.headers.get(HEADER_NOTIFICATION, "")
         if not raw.isdigit():
             continue  # not something the relay published; the relay itself refuses to go on
         nid = int(raw)
+        entry = _entry_from_body(nid, message.data)
+        if nid in found:
+            repeats.append((message.seq, entry))
+            continue
         order.append(nid)
-        found.setdefault(nid, _entry_from_body(nid, message.data))
-    return found, order
+        found[nid] = entry
+    return found, order, repeats
 
 
 def _read_audit(engine: Engine) -> tuple[dict[int, Entry], list[int], dict[str, str]]:
@@ -231,6 +281,7 @@ def _read_audit(engine: Engine) -> tuple[dict[int, Entry], list[int], dict[str, 
                 row.body.encode("utf-8"),
                 row.leaf_hash,
                 row.chain_hash,
+                int(row.leaf_index),
             )
             streets.setdefault(row.aggregate_id, row.street)
     return found, order, streets
@@ -246,10 +297,19 @@ async def _read_heads(js: JetStreamContext) -> list[tuple[str, dict[str, Any]]]:
     return heads
 
 
-def _audit_head_rows(engine: Engine) -> list[tuple[str, dict[str, Any]]]:
+def _audit_head_rows(engine: Engine) -> tuple[list[tuple[str, dict[str, Any]]], dict[int, bool]]:
+    """The stored heads, and each one's `published` flag by tree size."""
     with engine.connect() as conn:
         rows = conn.execute(select(audit_heads).order_by(audit_heads.c.tree_size)).all()
-    return [("audit_heads", signed_head(row._mapping)) for row in rows]
+    heads = [("audit_heads", signed_head(row._mapping)) for row in rows]
+    return heads, {int(row.tree_size): bool(row.published) for row in rows}
+
+
+def _read_nodes(engine: Engine) -> dict[tuple[int, int], str]:
+    c = audit_nodes.c
+    with engine.connect() as conn:
+        rows = conn.execute(select(c.level, c.idx, c.hash)).all()
+    return {(int(row.level), int(row.idx)): row.hash for row in rows}
 
 
 def _order_issues(order: list[int], where: str) -> list[EventIssue]:
@@ -274,15 +334,36 @@ def compare(sides: _Sides, public_key: bytes) -> VerifyReport:
     report.events.extend(sides.order_issues)
     by_identity = {e.identity: nid for nid, e in sides.stream.items()}
     ids = sorted(set(sides.store) | set(sides.stream) | set(sides.audit))
-    stream_last, audit_last = max(sides.stream, default=0), max(sides.audit, default=0)
+    stream_last, audit_last = _witnessed_through(sides, public_key)
     for nid in ids:
         for issue in _event_issues(nid, sides, by_identity, stream_last, audit_last, report):
             report.events.append(issue)
+    report.events.extend(_repeat_issues(sides))
     report.events.extend(_chain_issues(sides))
     report.heads.extend(_head_issues(sides, public_key))
+    report.heads.extend(_unpublished_issues(sides))
+    report.nodes.extend(_node_issues(sides))
     report.heads_checked = len(sides.heads)
+    report.unrecorded_heads = _unrecorded_heads(sides)
     report.events.sort(key=lambda issue: (issue.notification_id, issue.kind))
+    report.nodes.sort(key=lambda issue: (issue.level, issue.index))
     return report
+
+
+def _witnessed_through(sides: _Sides, public_key: bytes) -> tuple[int, int]:
+    """The last notification WL_EVENTS and `audit_log` must hold, whatever they hold now.
+
+    A log's own last id alone would make a purged or re-created stream, or a log whose tail was
+    deleted, pass as one not caught up yet ("pending"). But the audit folds only what WL_EVENTS
+    delivered, so the stream must hold all the audit holds; and a head signed with the key at size
+    n was signed over n audit rows, so the audit must hold the store's first n events.
+    """
+    signed = [_size(h) for _, h in sides.heads if verify_tree_head(h, public_key)]
+    covered = min(max(signed, default=0), len(sides.store_order))
+    audited = max(sides.audit, default=0)
+    if covered > 0:
+        audited = max(audited, sides.store_order[covered - 1])
+    return max(max(sides.stream, default=0), audited), audited
 
 
 def _event_issues(
@@ -316,7 +397,7 @@ def _event_issues(
         elif t is not None:
             report.pending += 1
     else:
-        yield from _audit_row_issues(a, t or s)
+        yield from _audit_row_issues(a, t, s)
 
 
 def _difference(s: Entry, t: Entry, by_identity: dict[tuple[str, int], int]) -> EventIssue:
@@ -331,10 +412,28 @@ def _difference(s: Entry, t: Entry, by_identity: dict[tuple[str, int], int]) -> 
     return _issue(t, PAYLOAD_CHANGED, "store ≠ stream: " + body_diff(t.body, s.body))
 
 
-def _audit_row_issues(a: Entry, reference: Entry | None) -> Iterator[EventIssue]:
+def _repeat_issues(sides: _Sides) -> Iterator[EventIssue]:
+    """Every later WL_EVENTS copy of a notification: readers keep the first and skip the rest, so a
+    copy with another body would otherwise pass unseen whatever it says."""
+    for seq, copy in sides.stream_repeats:
+        nid = copy.notification_id
+        reference = sides.store.get(nid) or sides.stream[nid]
+        same = copy.body == reference.body
+        what = "the same body" if same else "store ≠ copy: " + body_diff(reference.body, copy.body)
+        yield _issue(copy, REPEATED_IN_STREAM, f"WL_EVENTS seq {seq} carries #{nid} again, {what}")
+
+
+def _audit_row_issues(a: Entry, *witnesses: Entry | None) -> Iterator[EventIssue]:
+    """The row's body against the stream's (else the store's), and its leaf hash against its body.
+
+    A body equal to any other witness is not the altered one: when the stream holds a forged copy,
+    the row the audit folded from the relay's message still equals the store's, and that stream
+    message is named (`PAYLOAD_CHANGED`), not this row.
+    """
+    others = [w for w in witnesses if w is not None]
     problems = []
-    if reference is not None and a.body != reference.body:
-        problems.append("body ≠ stream: " + body_diff(reference.body, a.body))
+    if others and all(a.body != w.body for w in others):
+        problems.append("body ≠ stream: " + body_diff(others[0].body, a.body))
     if merkle.leaf_hash(a.body).hex() != a.leaf_hash:
         problems.append("leaf_hash does not match its body")
     if problems:
@@ -371,6 +470,69 @@ def _head_issues(sides: _Sides, public_key: bytes) -> Iterator[HeadIssue]:
         elif head.get("root_hash") != expected.hex():
             detail = f"signed {head.get('root_hash')}, store gives {expected.hex()}"
             yield HeadIssue(source, size, HEAD_ROOT_MISMATCH, detail)
+
+
+def _unpublished_issues(sides: _Sides) -> Iterator[HeadIssue]:
+    """An `audit_heads` row marked published whose size WL_AUDIT does not hold.
+
+    A row is marked published only once WL_AUDIT acked its head (the projection awaits the ack
+    before its batch commits, `publish_tree_head` sets the flag after it), and WL_AUDIT denies
+    deletes: such a gap means the stream was deleted or rebuilt, the public copy of a commitment
+    taken away. Heads are matched by size: a retried batch re-signs a size with a new timestamp.
+    """
+    for size, published in sorted(sides.row_heads.items()):
+        if published and size not in sides.stream_head_sizes:
+            detail = "marked published, but no WL_AUDIT message holds a head of this size"
+            yield HeadIssue("audit_heads", size, HEAD_MISSING_FROM_STREAM, detail)
+
+
+def _unrecorded_heads(sides: _Sides) -> list[int]:
+    """Sizes of WL_AUDIT heads with no `audit_heads` row. Not a failure: a projector killed after
+    WL_AUDIT acked its batch's head and before the batch committed leaves one, as a deleted row
+    does, and the two cannot be told apart. Such a head is still checked (signature, root)."""
+    return sorted(sides.stream_head_sizes - set(sides.row_heads) - {-1})
+
+
+def _node_issues(sides: _Sides) -> Iterator[NodeIssue]:
+    """`audit_nodes` recomputed bottom-up from `audit_log`'s leaf hashes.
+
+    Inclusion and consistency proofs are read from these rows and nothing else here reads them: a
+    node rewritten or deleted in SQL would show only as a client's proof failing. A node over a
+    missing row is not judged (the row is named), nor one whose child differs (a consequence).
+    """
+    level, differing = 0, set[int]()
+    expected = {a.leaf_index: leaf for a in sides.audit.values() if (leaf := _hex(a.leaf_hash))}
+    while expected:
+        now_differing: set[int] = set()
+        for index, value in expected.items():
+            stored = sides.nodes.get((level, index))
+            if stored == value.hex():
+                continue
+            now_differing.add(index)
+            if not {2 * index, 2 * index + 1} & differing:
+                yield NodeIssue(
+                    level, index, NODE_ALTERED, _node_detail(level, index, stored, value)
+                )
+        level, differing = level + 1, now_differing
+        expected = {
+            i: merkle.node_hash(expected[2 * i], expected[2 * i + 1])
+            for i in {j // 2 for j in expected}
+            if 2 * i in expected and 2 * i + 1 in expected
+        }
+
+
+def _node_detail(level: int, index: int, stored: str | None, expected: bytes) -> str:
+    leaves = f"leaves {index << level}–{((index + 1) << level) - 1}"
+    if stored is None:
+        return f"{leaves}: the row is gone"
+    return f"{leaves}: stored {stored[:16]}…, audit_log's leaves give {expected.hex()[:16]}…"
+
+
+def _hex(value: str) -> bytes | None:
+    try:
+        return bytes.fromhex(value)
+    except ValueError:
+        return None
 
 
 def _size(head: dict[str, Any]) -> int:
@@ -495,6 +657,11 @@ def print_report(report: VerifyReport, console: Console) -> None:
         f"{report.stream_messages}, audit_log {report.audit_rows}, heads checked "
         f"{report.heads_checked}, pending (not yet relayed/audited) {report.pending}"
     )
+    if report.unrecorded_heads:
+        console.print(
+            f"signed heads on WL_AUDIT with no audit_heads row (left by a projector killed between "
+            f"a head's ack and its commit, or by a deleted row): sizes {report.unrecorded_heads}"
+        )
     if report.events:
         table = RichTable(title="events that differ")
         for column in ("notification", "case", "version", "event", "what", "detail"):
@@ -510,4 +677,11 @@ def print_report(report: VerifyReport, console: Console) -> None:
             table.add_column(column, overflow="fold")
         for h in report.heads:
             table.add_row(h.source, str(h.tree_size), h.kind, h.detail)
+        console.print(table)
+    if report.nodes:
+        table = RichTable(title="audit_nodes rows that differ (proofs read from them fail)")
+        for column in ("level", "index", "what", "detail"):
+            table.add_column(column, overflow="fold")
+        for n in report.nodes:
+            table.add_row(str(n.level), str(n.index), n.kind, n.detail)
         console.print(table)

@@ -55,7 +55,13 @@ def stream_configs(replicas: int = 1) -> list[StreamConfig]:
             **common,  # type: ignore[arg-type]
         ),
         StreamConfig(name=DEPT_STREAM, subjects=[DEPT_SUBJECTS], deny_delete=True, **common),  # type: ignore[arg-type]
-        StreamConfig(name=AUDIT_STREAM, subjects=[AUDIT_SUBJECTS], deny_delete=True, **common),  # type: ignore[arg-type]
+        StreamConfig(
+            name=AUDIT_STREAM,
+            subjects=[AUDIT_SUBJECTS],
+            deny_delete=True,
+            deny_purge=True,  # the public copy of every signed head (audit verify names a gap)
+            **common,  # type: ignore[arg-type]
+        ),
     ]
 
 

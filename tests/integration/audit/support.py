@@ -3,6 +3,7 @@
 `build` drives a few cases (two full loops, a hand-off, a closed case), publishes them as the relay
 does and runs the `audit` projection through the real `ProjectorRunner` until it has caught up; it then
 signs one more head on demand, so the WL_AUDIT stream and `audit_heads` hold several signed heads.
+`check`, `found`, `pick` and `leaf_index` are what the tamper tests ask of such a history.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from domain.service import CaseService
 from infra.event_codec import EventEnvelope
 from infra.signing import TreeHeadSigner
 from projections.audit import Audit, audit_heads, publish_tree_head, signed_head
+from projections.audit_verify import VerifyReport, verify
 from projections.runner import ProjectorRunner, RunnerOptions
 from tests.integration.builders import drive, run_full_loop
 from tests.integration.projections.support import RelayLike, eventually, reached, running
@@ -76,3 +78,19 @@ async def build(
     await catch_up(audited, Audit(signer, head_every=head_every))
     await publish_tree_head(views, signer, audited.js)
     return audited
+
+
+async def check(a: Audited) -> VerifyReport:
+    return await verify(a.service, a.views, a.js, a.signer.public_key_raw)
+
+
+def found(report: VerifyReport) -> set[tuple[int, str]]:
+    return {(issue.notification_id, issue.kind) for issue in report.events}
+
+
+def pick(a: Audited, event_type: str, nth: int = 0) -> EventEnvelope:
+    return [e for e in a.envelopes if e.event_type == event_type][nth]
+
+
+def leaf_index(a: Audited, envelope: EventEnvelope) -> int:
+    return a.envelopes.index(envelope)

@@ -13,23 +13,18 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import pytest_asyncio
-from nats.aio.client import Client
 from rich.console import Console
 from sqlalchemy import text, update
 
-from domain.actors import Actor
-from domain.clock import ManualClock
-from infra.event_codec import EventEnvelope, canonical_json
+from infra.event_codec import canonical_json
 from infra.nats.server import NatsServer
 from infra.settings import Settings
 from infra.signing import load_or_create_signer, verify_tree_head
-from infra.store import engine_of, events_table, open_service
+from infra.store import engine_of, events_table
 from projections import audit
 from projections.audit_verify import (
     AUDIT_ROW_ALTERED,
@@ -44,37 +39,10 @@ from projections.audit_verify import (
     cli_sign,
     cli_verify,
     print_report,
-    verify,
 )
-from projections.views_db import create_views_tables, open_views_engine
-from tests.conftest import START
-from tests.integration.audit.support import Audited, build
+from tests.integration.audit.support import Audited, check, found, leaf_index, pick
 
 pytestmark = pytest.mark.asyncio
-
-
-@pytest_asyncio.fixture
-async def audited(
-    store_settings: Settings, nc: Client, actors: dict[str, Actor], tmp_path: Path
-) -> AsyncIterator[Audited]:
-    service = open_service(store_settings, ManualClock(START))
-    service.publish_duty_list()
-    views = open_views_engine(Settings(var_dir=tmp_path / "views"))
-    create_views_tables(views)
-    signer = load_or_create_signer(tmp_path / "audit.pem")
-    try:
-        yield await build(service, views, nc, signer, actors, head_every=10)
-    finally:
-        service.close()
-        views.dispose()
-
-
-async def check(a: Audited) -> VerifyReport:
-    return await verify(a.service, a.views, a.js, a.signer.public_key_raw)
-
-
-def found(report: VerifyReport) -> set[tuple[int, str]]:
-    return {(issue.notification_id, issue.kind) for issue in report.events}
 
 
 def assert_heads_contradicted_after(report: VerifyReport, a: Audited, leaf_index: int) -> None:
@@ -101,14 +69,6 @@ def stored_state(a: Audited, notification_id: int) -> dict[str, Any]:
         ).scalar_one()
     state: dict[str, Any] = a.service.mapper.transcoder.decode(bytes(raw))
     return state
-
-
-def pick(a: Audited, event_type: str, nth: int = 0) -> EventEnvelope:
-    return [e for e in a.envelopes if e.event_type == event_type][nth]
-
-
-def leaf_index(a: Audited, envelope: EventEnvelope) -> int:
-    return a.envelopes.index(envelope)
 
 
 async def test_untouched_store_verifies_clean(audited: Audited) -> None:
