@@ -71,18 +71,18 @@ async def test_a_dropped_connection_is_a_503_and_the_resend_lands_once(
     gw = gateway_on_pg
     street = gw.auth("street", street="jianwai")
     case_id = await report(gw.client, street)
-    accept = {"url": f"/api/v1/cases/{case_id}/accept", "json": {}}
+    accept = f"/api/v1/cases/{case_id}/accept"
     keyed = street | {"Idempotency-Key": uuid.uuid4().hex}
 
     assert sessions.terminate() > 0
-    dropped = await gw.client.post(**accept, headers=keyed)
+    dropped = await gw.client.post(accept, json={}, headers=keyed)
     assert dropped.status_code == 503, dropped.text
     assert dropped.headers["Retry-After"] == "1"
     assert dropped.json()["code"] == "store_unavailable"
     assert stored_version(gw.settings, case_id) == 1, "a refused command stored something"
 
-    resent = await gw.client.post(**accept, headers=keyed)
+    resent = await gw.client.post(accept, json={}, headers=keyed)
     assert resent.status_code == 200, resent.text
-    again = await gw.client.post(**accept, headers=keyed)
+    again = await gw.client.post(accept, json={}, headers=keyed)
     assert again.json() == resent.json(), "the key's recorded answer"
     assert stored_version(gw.settings, case_id) == 2
