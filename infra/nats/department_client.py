@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 
 from infra.nats.accounts import department_consumer, department_inbox, department_user
@@ -107,7 +106,7 @@ class DepartmentFeed:
         seen = len(self.denials.reasons)
         try:
             return await self.subscription.fetch(batch, timeout=timeout)
-        except NatsTimeoutError:
+        except TimeoutError:  # nats-py's own, or asyncio's when the deadline falls between pulls
             await self._raise_denials(seen)
             return []
 
