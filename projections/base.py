@@ -164,5 +164,8 @@ async def _publish_all(
         future.cancel()
     if pending:
         raise TransientError(f"{len(pending)} of {len(futures)} publish acks timed out")
-    for future in futures:
-        future.result()  # an API error (no stream, …) raises here
+    # An API error (no stream during a fail-over, …) raises here. Every future's exception is
+    # retrieved, not only the first: asyncio logs each one left unread as an error of its own.
+    errors = [error for future in futures if (error := future.exception()) is not None]
+    if errors:
+        raise errors[0]
