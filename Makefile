@@ -32,7 +32,10 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/whistleloop bench $(BENCH_ARGS)
 
-# The long chaos run of docs/RELIABILITY.md (make test runs a six-kill one).
+# The long chaos run of docs/RELIABILITY.md (make test runs two six-fault ones): every fault, on
+# PostgreSQL and a 3-node NATS cluster. CHAOS_ARGS= (empty) for SQLite and one nats-server.
+CHAOS_PG   ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
+CHAOS_ARGS ?= --cluster --postgres $(CHAOS_PG)
 chaos: $(STAMP)
 	$(BIN)/whistleloop chaos --kills 50 --seconds 900 $(CHAOS_ARGS)
 
