@@ -1,4 +1,5 @@
-"""Leadership: exactly one active relay per event store; the others wait as standbys.
+"""Leadership: exactly one active relay per event store, and one active runner per projection and
+views database (`projection_lock`); the others wait as standbys.
 
 PostgreSQL: a session-level advisory lock held on a connection of its own for as long as the relay
 leads. SQLite: an exclusive `flock` on `<var_dir>/relay.lock`. The operating system (a closed file
@@ -68,7 +69,7 @@ class LeaderLock(ABC):
                 log.warning("leader lock attempt failed: %s", error, extra={"lock": self.name})
                 await asyncio.to_thread(self.release)
             if not announced:
-                log.info("standing by: another relay holds the lock", extra={"lock": self.name})
+                log.info("standing by: another process holds the lock", extra={"lock": self.name})
                 announced = True
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), interval)
@@ -145,7 +146,9 @@ class FileLeaderLock(LeaderLock):
 class PgAdvisoryLeaderLock(LeaderLock):
     """`pg_try_advisory_lock(key)` on a dedicated autocommit connection (no idle transaction)."""
 
-    def __init__(self, url: str, key: int, name: str) -> None:
+    def __init__(
+        self, url: str, key: int, name: str, application: str = "whistleloop-relay-lock"
+    ) -> None:
         self.key = key
         self.name = name
         # TCP keepalives make a vanished server show up as an error rather than a hang.
@@ -159,7 +162,7 @@ class PgAdvisoryLeaderLock(LeaderLock):
                 "keepalives_idle": 5,
                 "keepalives_interval": 2,
                 "keepalives_count": 3,
-                "application_name": "whistleloop-relay-lock",
+                "application_name": application,
             },
         )
         self._conn: sqlalchemy.Connection | None = None
@@ -215,9 +218,10 @@ class PgAdvisoryLeaderLock(LeaderLock):
         self.dispose()
 
 
-def advisory_key(table: str) -> int:
-    """A stable signed 64-bit key for the relay of one event table (`schema.table`)."""
-    digest = hashlib.blake2b(f"whistleloop.relay:{table}".encode(), digest_size=8).digest()
+def advisory_key(name: str) -> int:
+    """A stable signed 64-bit key for a lock's name: the relay's is its event table
+    (`schema.table`), a projection's its `projection_lock` name."""
+    digest = hashlib.blake2b(f"whistleloop.relay:{name}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big", signed=True)
 
 
@@ -227,3 +231,22 @@ def leader_lock(settings: Settings, service: CaseService) -> LeaderLock:
         return FileLeaderLock(Path(settings.var_dir) / "relay.lock")
     table = events_table(service)
     return PgAdvisoryLeaderLock(settings.event_store_url(), advisory_key(table), table)
+
+
+def projection_lock(views: sqlalchemy.Engine, projection: str) -> LeaderLock:
+    """The lock of one projection on the views database `views` names.
+
+    Two runners of one projection would pull from the same durable consumer, and a later batch
+    committed before an earlier one would move the tracking row past events that are then skipped.
+    SQLite: a `flock` on a file beside the database file. PostgreSQL: an advisory lock keyed by the
+    database and schema the engine's connections land in (asked, not parsed from the URL, so two
+    spellings of one server share the lock).
+    """
+    if views.dialect.name == "sqlite":
+        database = Path(views.url.database or "views.db")
+        return FileLeaderLock(database.with_name(f"{database.name}.{projection}.lock"))
+    with views.connect() as conn:
+        where = conn.execute(text("SELECT current_database() || '.' || current_schema()")).scalar()
+    name = f"projection {projection} on {where}"
+    url = views.url.render_as_string(hide_password=False)
+    return PgAdvisoryLeaderLock(url, advisory_key(name), name, "whistleloop-projection-lock")

@@ -17,6 +17,7 @@ from rich.progress import TaskID
 from rich.table import Table
 
 from domain.reference import load_reference
+from infra.leader import projection_lock
 from infra.logs import configure_logging
 from infra.nats.connection import connect_once, connect_service
 from infra.nats.streams import DEPT_STREAM, EVENTS_STREAM, ensure_streams, settled
@@ -68,7 +69,9 @@ async def serve(settings: Settings, projections: list[Projection], stop: asyncio
             await settled(lambda: ensure_department_consumers(js, departments))
         log.info("projectors starting", extra={"projections": [p.name for p in projections]})
         await asyncio.gather(
-            ProjectorRunner(nc, engine, projections).run(stop),
+            ProjectorRunner(nc, engine, projections, locks=partial(projection_lock, engine)).run(
+                stop
+            ),
             *(
                 sign_while_idle(engine, p.signer, js, settings.audit_head_interval, stop)
                 for p in projections

@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import nats.errors
@@ -37,6 +37,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from infra.event_codec import HEADER_CASE, HEADER_NOTIFICATION, BadMessage, EventEnvelope
+from infra.leader import LeaderLock, NoLeaderLock
 from infra.nats.streams import EVENTS_STREAM
 from projections import tracking
 from projections.base import ApplyContext, Projection, TransientError
@@ -102,12 +103,16 @@ class ProjectorRunner:
         engine: Engine,
         projections: Sequence[Projection],
         options: RunnerOptions | None = None,
+        locks: Callable[[str], LeaderLock] | None = None,
     ) -> None:
+        """`locks`: each projection's lock (`infra.leader.projection_lock`), so that a second
+        runner of it stands by; none, for a runner alone on its views database (tests, benches)."""
         self.nc = nc
         self.js: JetStreamContext = nc.jetstream(timeout=(options or RunnerOptions()).nats_timeout)
         self.engine = engine
         self.projections = list(projections)
         self.options = options or RunnerOptions()
+        self.locks = locks or (lambda _name: NoLeaderLock())
 
     async def run(self, stop: asyncio.Event) -> None:
         await asyncio.to_thread(self._create_tables)
@@ -121,6 +126,20 @@ class ProjectorRunner:
                 table.create(self.engine, checkfirst=True)
 
     async def _supervise(self, projection: Projection, stop: asyncio.Event) -> None:
+        """Leads the projection while its lock is held, standing by for it otherwise."""
+        lock = await asyncio.to_thread(self.locks, projection.name)
+        with lock:
+            while not stop.is_set() and await lock.acquire(stop):
+                log.info("leading: this runner applies", extra={"projection": projection.name})
+                leading = asyncio.Event()
+                watch = asyncio.create_task(_while_held(lock, stop, leading))
+                try:
+                    await self._restarting(projection, leading)
+                finally:
+                    watch.cancel()
+                    await asyncio.to_thread(lock.release)
+
+    async def _restarting(self, projection: Projection, stop: asyncio.Event) -> None:
         """A bug in the runner itself (not bad input) restarts this projection after a pause."""
         backoff = 1.0
         while not stop.is_set():
@@ -451,6 +470,21 @@ def _filters(config: ConsumerConfig) -> list[str]:
     if config.filter_subjects:
         return sorted(config.filter_subjects)
     return [config.filter_subject] if config.filter_subject else []
+
+
+#: Seconds between two checks that a leading runner still holds its projection's lock.
+LOCK_CHECK_SECONDS = 1.0
+
+
+async def _while_held(lock: LeaderLock, stop: asyncio.Event, leading: asyncio.Event) -> None:
+    """Sets `leading` (the runner's stop) on `stop` or once the lock is lost (its database session
+    died): the batch in hand finishes, no further one starts, and the runner stands by again."""
+    while not stop.is_set():
+        if not await lock.check():
+            log.error("projection lock lost: stopped applying", extra={"lock": lock.name})
+            break
+        await _sleep(stop, LOCK_CHECK_SECONDS)
+    leading.set()
 
 
 async def _sleep(stop: asyncio.Event, seconds: float) -> None:

@@ -27,7 +27,7 @@ from tests.integration.relay.support import (
 )
 
 LEADING = "leading: this relay publishes"
-STANDING_BY = "standing by: another relay holds the lock"
+STANDING_BY = "standing by: another process holds the lock"
 
 
 @pytest.mark.asyncio
