@@ -3,11 +3,11 @@
 Closed-loop cases go through the HTTP API as their users send them (an `Idempotency-Key` per
 command, resent after a lost answer) while, at seeded moments, the relay, the projector, the SLA
 clock or the gateway is killed with SIGKILL and started again, or nats-server is killed and
-restarted on its JetStream store (with `cluster`, one node of a three-node cluster is killed and
-brought back while the other two carry on). The stores are SQLite files, or with `postgres_url` a
-fresh PostgreSQL schema holding the event store and the read models. A WebSocket client follows the command-centre feed from the
-first event and resumes with `since` whenever its connection drops. At the end, with every
-process caught up and stopped:
+restarted on its JetStream store (with `cluster`, the node leading WL_EVENTS of a three-node
+cluster is killed and brought back while the other two carry on). The stores are SQLite files, or
+with `postgres_url` fresh PostgreSQL schemas, whose sessions are then also terminated at seeded
+moments. A WebSocket client follows the command-centre feed from the first event and resumes with
+`since` whenever its connection drops. At the end, with every process caught up and stopped:
 
 - every command that got a 2xx is in the store;
 - WL_EVENTS holds every stored event exactly once, in the store's order;
