@@ -26,7 +26,7 @@ def test_six_kills_under_load_lose_and_repeat_nothing(tmp_path: Path, setup: Set
         connect_pg().dispose()  # unreachable: a skip with the reason (a failure under CI)
     out = io.StringIO()
     console = Console(file=out, width=200)
-    report = run_chaos(7, kills=6, seconds=40, rate=15, work=tmp_path, console=console, setup=setup)
+    report = run_chaos(7, kills=6, seconds=30, rate=15, work=tmp_path, console=console, setup=setup)
     print_report(report, console)
     assert {kill.target for kill in report.kills} == set(setup.targets)
     assert report.ok, out.getvalue()[-4000:]
