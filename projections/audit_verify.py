@@ -62,6 +62,7 @@ UNDECODABLE = "undecodable in store"
 HEAD_ROOT_MISMATCH = "head root mismatch"
 BAD_SIGNATURE = "bad signature"
 REPEATED_IN_STREAM = "repeated in stream"
+FOREIGN_IN_STREAM = "not published by the relay"
 HEAD_MISSING_FROM_STREAM = "head missing from WL_AUDIT"
 NODE_ALTERED = "tree node altered"
 
@@ -140,6 +141,7 @@ class _Sides:
     store_order: list[int]
     order_issues: list[EventIssue]
     stream_repeats: list[tuple[int, Entry]] = field(default_factory=list)  # (seq, later copy)
+    stream_foreign: list[tuple[int, str]] = field(default_factory=list)  # (seq, subject)
     stream_head_sizes: set[int] = field(default_factory=set)
     row_heads: dict[int, bool] = field(default_factory=dict)  # audit_heads: size -> published
     nodes: dict[tuple[int, int], str] = field(default_factory=dict)  # audit_nodes
@@ -159,17 +161,19 @@ async def verify(
     finally:
         if isinstance(store, Settings):
             service.close()
-    stream, stream_order, repeats = await _read_stream(js)
+    wl_events = await _read_stream(js)
     stream_heads = await _read_heads(js)
     row_heads, published = await asyncio.to_thread(_audit_head_rows, views_engine)
     sides = _Sides(
         store=store_side,
-        stream=stream,
+        stream=wl_events.found,
         audit=audit,
         heads=stream_heads + row_heads,
         store_order=list(store_side),
-        order_issues=_order_issues(stream_order, "WL_EVENTS") + _order_issues(audit_order, "audit"),
-        stream_repeats=repeats,
+        order_issues=_order_issues(wl_events.order, "WL_EVENTS")
+        + _order_issues(audit_order, "audit"),
+        stream_repeats=wl_events.repeats,
+        stream_foreign=wl_events.foreign,
         stream_head_sizes={_size(head) for _, head in stream_heads},
         row_heads=published,
         nodes=await asyncio.to_thread(_read_nodes, views_engine),
@@ -228,29 +232,35 @@ def _entry_from_body(notification_id: int, body: bytes) -> Entry:
         return Entry(notification_id, "?", 0, "?", body)
 
 
-async def _read_stream(
-    js: JetStreamContext,
-) -> tuple[dict[int, Entry], list[int], list[tuple[int, Entry]]]:
-    """The first message of each notification, their order, and every later copy with its seq.
+@dataclass
+class _StreamRead:
+    """WL_EVENTS as read: the first message of each notification, their order, every later copy
+    (with its seq), and every message with no notification id (seq, subject)."""
 
-    The relay publishes each notification once (`Nats-Expected-Last-Msg-Id`), so a later copy is
-    forged; it is kept apart (named `REPEATED_IN_STREAM`), not folded into the order check.
-    """
-    found: dict[int, Entry] = {}
-    order: list[int] = []
-    repeats: list[tuple[int, Entry]] = []
+    found: dict[int, Entry] = field(default_factory=dict)
+    order: list[int] = field(default_factory=list)
+    repeats: list[tuple[int, Entry]] = field(default_factory=list)
+    foreign: list[tuple[int, str]] = field(default_factory=list)
+
+
+async def _read_stream(js: JetStreamContext) -> _StreamRead:
+    """The relay publishes each notification once (`Nats-Expected-Last-Msg-Id`), always with its
+    id: a later copy is forged, kept apart (named `REPEATED_IN_STREAM`) rather than folded into the
+    order check, and a message without an id was not published by the relay at all."""
+    read = _StreamRead()
     for message in await read_messages(js, EVENTS_STREAM, EVENTS_SUBJECTS):
         raw = message.headers.get(HEADER_NOTIFICATION, "")
         if not raw.isdigit():
-            continue  # not something the relay published; the relay itself refuses to go on
+            read.foreign.append((message.seq, message.subject))
+            continue
         nid = int(raw)
         entry = _entry_from_body(nid, message.data)
-        if nid in found:
-            repeats.append((message.seq, entry))
+        if nid in read.found:
+            read.repeats.append((message.seq, entry))
             continue
-        order.append(nid)
-        found[nid] = entry
-    return found, order, repeats
+        read.order.append(nid)
+        read.found[nid] = entry
+    return read
 
 
 def _read_audit(engine: Engine) -> tuple[dict[int, Entry], list[int], dict[str, str]]:
@@ -339,6 +349,7 @@ def compare(sides: _Sides, public_key: bytes) -> VerifyReport:
         for issue in _event_issues(nid, sides, by_identity, stream_last, audit_last, report):
             report.events.append(issue)
     report.events.extend(_repeat_issues(sides))
+    report.events.extend(_foreign_issues(sides))
     report.events.extend(_chain_issues(sides))
     report.heads.extend(_head_issues(sides, public_key))
     report.heads.extend(_unpublished_issues(sides))
@@ -421,6 +432,14 @@ def _repeat_issues(sides: _Sides) -> Iterator[EventIssue]:
         same = copy.body == reference.body
         what = "the same body" if same else "store ≠ copy: " + body_diff(reference.body, copy.body)
         yield _issue(copy, REPEATED_IN_STREAM, f"WL_EVENTS seq {seq} carries #{nid} again, {what}")
+
+
+def _foreign_issues(sides: _Sides) -> Iterator[EventIssue]:
+    """WL_EVENTS messages without a notification id: readers halt on them (the projectors) or pass
+    them by, so each is named with where it sits."""
+    for seq, subject in sides.stream_foreign:
+        detail = f"WL_EVENTS seq {seq} ({subject}) carries no {HEADER_NOTIFICATION} header"
+        yield EventIssue(0, "?", 0, "?", FOREIGN_IN_STREAM, detail)
 
 
 def _audit_row_issues(a: Entry, *witnesses: Entry | None) -> Iterator[EventIssue]:

@@ -31,6 +31,7 @@ from infra.nats.streams import (
 )
 from projections import audit, merkle
 from projections.audit_verify import (
+    FOREIGN_IN_STREAM,
     HEAD_MISSING_FROM_STREAM,
     MISSING_FROM_AUDIT,
     MISSING_FROM_STORE,
@@ -175,6 +176,20 @@ async def test_message_the_store_never_had_is_named(audited: Audited) -> None:
     report = await check(audited)
     assert_only_events(report, {(forged_id, MISSING_FROM_STORE)})
     assert report.stream_messages == len(audited.envelopes) + 1
+
+
+async def test_message_without_a_notification_id_is_named(audited: Audited) -> None:
+    """Not the relay's (it always names the notification): readers would halt on it or pass it by."""
+    closed = pick(audited, "Closed", 0)
+    headers = {k: v for k, v in closed.headers().items() if k != HEADER_NOTIFICATION}
+    ack = await audited.js.publish(
+        closed.subject, closed.body(), headers=headers | {HEADER_MSG_ID: "x"}
+    )
+
+    report = await check(audited)
+    assert_only_events(report, {(0, FOREIGN_IN_STREAM)})
+    assert f"seq {ack.seq}" in report.events[0].detail
+    assert FOREIGN_IN_STREAM in printed(report)
 
 
 @pytest.mark.parametrize("how", ["purged", "deleted and created again empty"])
