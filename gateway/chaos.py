@@ -35,6 +35,7 @@ from typing import Any
 
 import httpx
 import sqlalchemy
+from nats.js.api import StreamInfo
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy.engine import make_url
@@ -427,24 +428,24 @@ def _settle(settings: Settings, watcher: Watcher) -> None:
         engine.dispose()
 
 
+async def _events_info(url: str) -> StreamInfo:
+    nc = await nats_connect(url, name="chaos-probe")
+    try:
+        return await nc.jetstream().stream_info(EVENTS_STREAM)
+    finally:
+        await nc.close()
+
+
 async def _events_leader(url: str) -> str:
     """The name of the node leading WL_EVENTS, or "" while it has none (an election going on)."""
     with contextlib.suppress(Exception):
-        nc = await nats_connect(url, name="chaos-probe")
-        try:
-            cluster = (await nc.jetstream().stream_info(EVENTS_STREAM)).cluster
-            return (cluster.leader or "") if cluster else ""
-        finally:
-            await nc.close()
+        cluster = (await _events_info(url)).cluster
+        return (cluster.leader or "") if cluster else ""
     return ""
 
 
 async def _stream_last(settings: Settings) -> int:
-    nc = await nats_connect(settings.nats_servers(), name="chaos-probe")
-    try:
-        return int((await nc.jetstream().stream_info(EVENTS_STREAM)).state.last_seq)
-    finally:
-        await nc.close()
+    return int((await _events_info(settings.nats_servers())).state.last_seq)
 
 
 # --- the checks --------------------------------------------------------------------------------

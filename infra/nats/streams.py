@@ -69,9 +69,8 @@ def transient(error: Exception) -> bool:
     """What a cluster answers while it elects a leader or has a node down: "no suitable peers"
     before every peer has reported in, 503 (temporarily unavailable, insufficient resources for
     an R3 consumer), or no answer at all. Each passes within seconds."""
-    if isinstance(error, nats.errors.TimeoutError | nats.errors.NoRespondersError):
-        return True
-    if isinstance(error, ServiceUnavailableError):
+    no_answer = nats.errors.TimeoutError | nats.errors.NoRespondersError
+    if isinstance(error, no_answer | ServiceUnavailableError):
         return True
     return isinstance(error, APIError) and error.err_code == NO_SUITABLE_PEERS
 
