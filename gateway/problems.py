@@ -11,6 +11,7 @@ import logging
 from http import HTTPStatus
 from typing import Any
 
+from eventsourcing.persistence import OperationalError as StoreOperationalError
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -87,10 +88,15 @@ def problem_response(
     return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
 
 
-def store_unavailable(error: OperationalError, path: str | None) -> JSONResponse:
+#: A dropped connection as SQLAlchemy raises it (the idempotency claim, the read side) and as the
+#: event store's recorder wraps it (a command's load or save).
+STORE_DOWN = (OperationalError, StoreOperationalError)
+
+
+def store_unavailable(error: Exception, path: str | None) -> JSONResponse:
     """The database dropped the connection (a restart, a failover): the transaction rolled back,
     the pool reconnects, and the same request with its Idempotency-Key may be sent again."""
-    log.warning("store unavailable: %s", error.orig, extra={"path": path})
+    log.warning("store unavailable: %s", error, extra={"path": path})
     return problem_response(
         503,
         "store_unavailable",
@@ -101,8 +107,9 @@ def store_unavailable(error: OperationalError, path: str | None) -> JSONResponse
 
 
 class StoreOutage:
-    """ASGI middleware: the same 503 for a dropped connection met by a middleware (the
-    idempotency claim, the rate limit's key lookup), which the app's handlers never see."""
+    """ASGI middleware: a 503 for a dropped connection wherever a request meets it, in a route or
+    in a middleware inside this one (the idempotency claim, which the app's handlers never see, and
+    which releases its key on the way out)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -117,7 +124,7 @@ class StoreOutage:
 
         try:
             await self.app(scope, receive, watch)
-        except OperationalError as error:
+        except STORE_DOWN as error:
             if started or scope["type"] != "http":
                 raise
             await store_unavailable(error, scope.get("path"))(scope, receive, send)
@@ -184,10 +191,6 @@ def install(app: FastAPI) -> None:
         return problem_response(
             error.status_code, code, str(error.detail), instance=request.url.path
         )
-
-    @app.exception_handler(OperationalError)
-    async def store_error(request: Request, error: OperationalError) -> JSONResponse:
-        return store_unavailable(error, request.url.path)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, error: Exception) -> JSONResponse:

@@ -86,3 +86,19 @@ async def test_a_dropped_connection_is_a_503_and_the_resend_lands_once(
     again = await gw.client.post(accept, json={}, headers=keyed)
     assert again.json() == resent.json(), "the key's recorded answer"
     assert stored_version(gw.settings, case_id) == 2
+
+
+async def test_a_dropped_connection_met_by_a_route_is_the_same_503(
+    gateway_on_pg: Gateway, sessions: Sessions
+) -> None:
+    """Without an Idempotency-Key no middleware touches the store: the command's own load meets it."""
+    gw = gateway_on_pg
+    street = gw.auth("street", street="jianwai")
+    case_id = await report(gw.client, street)
+
+    assert sessions.terminate() > 0
+    dropped = await gw.client.post(f"/api/v1/cases/{case_id}/accept", json={}, headers=street)
+    assert dropped.status_code == 503, dropped.text
+    assert dropped.headers["Retry-After"] == "1"
+    assert dropped.json()["code"] == "store_unavailable"
+    assert stored_version(gw.settings, case_id) == 1, "a refused command stored something"
